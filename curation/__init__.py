@@ -1,0 +1,1 @@
+"""The corpus store, MIMIC-IT import/export, retrieval of in-context examples, curation."""

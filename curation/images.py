@@ -1,0 +1,71 @@
+"""Inspecting encoded image bytes without re-encoding them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image
+
+from schemas.errors import SyphusError
+
+# PIL's own default (about 89.5 megapixels); larger images are treated as decompression bombs.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    sha256: str
+    width: int
+    height: int
+    format: str
+    nbytes: int
+
+
+def inspect_image(data: bytes, *, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Hash the bytes and read the header; raise SyphusError for corrupt or oversized images.
+
+    Only the header is decoded, so this is cheap; the stored bytes stay exactly as given.
+    """
+    if not data:
+        raise SyphusError(f"{where}: empty image bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            old = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, with a clear message
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    width, height = im.size
+                    fmt = (im.format or "").upper()
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except Exception as e:  # PIL raises many types for bad bytes
+        raise SyphusError(f"{where}: corrupt image bytes ({type(e).__name__}: {e})") from e
+    if width * height > max_pixels:
+        raise SyphusError(
+            f"{where}: image is {width}x{height} = {width * height} pixels, over the limit of "
+            f"{max_pixels} (possible decompression bomb; raise --max-pixels if it is genuine)"
+        )
+    return ImageInfo(hashlib.sha256(data).hexdigest(), width, height, fmt, len(data))
+
+
+def decode_base64(s: str | bytes, *, where: str) -> bytes:
+    """Decode standard or URL-safe base64, with or without padding and line breaks."""
+    if isinstance(s, str):
+        s = s.encode("ascii", errors="strict") if s.isascii() else None
+        if s is None:
+            raise SyphusError(f"{where}: base64 text contains non-ASCII characters")
+    s = b"".join(s.split())
+    if s.startswith(b"data:"):  # data URLs: data:image/jpeg;base64,....
+        s = s.split(b",", 1)[-1]
+    altchars = b"-_" if (b"-" in s or b"_" in s) else None
+    s += b"=" * (-len(s) % 4)
+    try:
+        return base64.b64decode(s, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise SyphusError(f"{where}: invalid base64 ({e})") from e

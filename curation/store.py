@@ -1,0 +1,558 @@
+"""The corpus store: one directory with ``corpus.duckdb`` and ``images/*.parquet`` shards.
+
+SQL is the interface to the data (``corpus.con`` is a plain DuckDB connection); this module
+adds the few things SQL cannot do alone: writing image shards crash-safely and reading one
+image by id without touching the rest of its shard.
+
+Image shards are plain parquet (``sha256``, ``bytes``), the binary column uncompressed and
+plain-encoded, in row groups of 64 rows. After a shard is closed we record the byte offset of
+every image inside the file, so a lookup is one ``pread`` of exactly that image; a reader
+that only knows parquet can still read the shard as a table.
+
+Crash safety: a shard is written as ``*.parquet.partial`` and renamed when complete; the rows
+that point into it are committed to DuckDB after the rename. On open, partial files and
+shards no row points to are removed, so a killed command leaves a usable corpus and a rerun
+completes it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.images import DEFAULT_MAX_PIXELS, ImageInfo, inspect_image
+from schemas.errors import SyphusError
+
+SCHEMA_VERSION = 1
+DB_NAME = "corpus.duckdb"
+IMAGES_DIR = "images"
+ROWS_PER_GROUP = 64
+
+DDL = """
+CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS runs (
+    id VARCHAR PRIMARY KEY, command VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP, status VARCHAR NOT NULL, config JSON, versions JSON, summary JSON);
+CREATE TABLE IF NOT EXISTS image_shards (
+    name VARCHAR PRIMARY KEY, rows INTEGER NOT NULL, nbytes BIGINT NOT NULL, run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 VARCHAR PRIMARY KEY, shard VARCHAR NOT NULL, row_group INTEGER NOT NULL,
+    row_in_group INTEGER NOT NULL, byte_offset BIGINT NOT NULL, nbytes BIGINT NOT NULL,
+    width INTEGER, height INTEGER, format VARCHAR);
+CREATE TABLE IF NOT EXISTS images (
+    id VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL, source VARCHAR, run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS instructions (
+    id VARCHAR PRIMARY KEY, task VARCHAR NOT NULL, instruction VARCHAR NOT NULL,
+    answer VARCHAR NOT NULL, lang VARCHAR NOT NULL DEFAULT 'en', parent_id VARCHAR,
+    source_id VARCHAR, run_id VARCHAR, extra JSON);
+CREATE TABLE IF NOT EXISTS instruction_images (
+    ins_id VARCHAR NOT NULL, pos INTEGER NOT NULL, image_id VARCHAR NOT NULL,
+    PRIMARY KEY (ins_id, pos));
+CREATE TABLE IF NOT EXISTS context_sets (
+    query_id VARCHAR NOT NULL, rank INTEGER NOT NULL, related_id VARCHAR NOT NULL,
+    score DOUBLE, method VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
+    PRIMARY KEY (query_id, run_id, rank));
+CREATE TABLE IF NOT EXISTS instruction_flags (
+    ins_id VARCHAR NOT NULL, flag VARCHAR NOT NULL, reason VARCHAR, run_id VARCHAR,
+    active BOOLEAN NOT NULL DEFAULT TRUE, PRIMARY KEY (ins_id, flag));
+CREATE TABLE IF NOT EXISTS quarantine (
+    id VARCHAR PRIMARY KEY, stage VARCHAR NOT NULL, source VARCHAR, record_id VARCHAR,
+    reason VARCHAR NOT NULL, raw VARCHAR, run_id VARCHAR, created_at TIMESTAMP NOT NULL);
+CREATE OR REPLACE VIEW current_context AS
+    WITH ranked AS (
+        SELECT cs.query_id, cs.run_id,
+               row_number() OVER (PARTITION BY cs.query_id ORDER BY r.started_at DESC, cs.run_id DESC) AS rn
+        FROM (SELECT DISTINCT query_id, run_id FROM context_sets) cs JOIN runs r ON r.id = cs.run_id)
+    SELECT c.* FROM context_sets c JOIN ranked k
+        ON k.query_id = c.query_id AND k.run_id = c.run_id AND k.rn = 1;
+CREATE OR REPLACE VIEW active_instructions AS
+    SELECT * FROM instructions i
+    WHERE NOT EXISTS (SELECT 1 FROM instruction_flags f WHERE f.ins_id = i.id AND f.active);
+"""
+
+
+def now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+
+
+def new_run_id(prefix: str = "run") -> str:
+    return f"{prefix}-{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions recorded with every run (cheap: metadata only, no imports)."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("syphus", "duckdb", "pyarrow", "torch", "transformers", "litellm", "faiss-cpu", "deepspeed"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class ImageLocation:
+    shard: str
+    row_group: int
+    row_in_group: int
+    byte_offset: int
+    nbytes: int
+
+
+@dataclass
+class InstructionRow:
+    id: str
+    task: str
+    instruction: str
+    answer: str
+    image_ids: list[str] = field(default_factory=list)
+    lang: str = "en"
+    parent_id: str | None = None
+    source_id: str | None = None
+    extra: dict[str, Any] | None = None
+
+
+class Corpus:
+    """A corpus directory. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False):
+        self.path = Path(path)
+        db = self.path / DB_NAME
+        if not db.exists():
+            if not create or read_only:
+                raise SyphusError(f"{self.path}: no corpus here (missing {DB_NAME}); create one with 'syphus import'")
+            self.path.mkdir(parents=True, exist_ok=True)
+        self.images_dir = self.path / IMAGES_DIR
+        if not read_only:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(db), read_only=read_only)
+        except duckdb.IOException as e:
+            raise SyphusError(f"{db}: cannot open ({e}); is another syphus command using this corpus?") from e
+        self.read_only = read_only
+        if not read_only:
+            self.con.execute(DDL)
+            self._check_version()
+            self._remove_orphans()
+        self._fds: dict[str, int] = {}
+        self._fd_lock = threading.Lock()
+        self._index: dict[str, tuple[str, int, int]] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Corpus:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self.con.close()
+
+    def _check_version(self) -> None:
+        row = self.con.execute("SELECT value FROM store_meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self.con.execute("INSERT INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise SyphusError(
+                f"{self.path}: corpus schema version {row[0]} is newer than this syphus ({SCHEMA_VERSION}); upgrade syphus"
+            )
+
+    def _remove_orphans(self) -> None:
+        """Delete shard files a killed command left behind (never referenced by a committed row)."""
+        known = {r[0] for r in self.con.execute("SELECT name FROM image_shards").fetchall()}
+        for f in self.images_dir.iterdir():
+            if f.name.endswith(".partial") or (f.suffix == ".parquet" and f.name not in known):
+                f.unlink(missing_ok=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def start_run(self, command: str, config: dict[str, Any] | None = None, *, run_id: str | None = None) -> str:
+        run_id = run_id or new_run_id(command.split()[0] if command else "run")
+        self.con.execute(
+            "INSERT INTO runs (id, command, started_at, status, config, versions) VALUES (?, ?, ?, 'running', ?, ?)",
+            [run_id, command, now(), json.dumps(config or {}, default=str), json.dumps(package_versions())],
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str = "done", summary: dict[str, Any] | None = None) -> None:
+        self.con.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
+            [now(), status, json.dumps(summary or {}, default=str), run_id],
+        )
+
+    # -- images ------------------------------------------------------------------------------
+
+    def image_writer(self, run_id: str, **kw) -> ImageShardWriter:
+        return ImageShardWriter(self, run_id, **kw)
+
+    def has_images(self, ids: Sequence[str]) -> dict[str, str]:
+        """Map of the given ids that exist to their sha256."""
+        if not ids:
+            return {}
+        rows = self.con.execute(
+            "SELECT id, sha256 FROM images WHERE id IN (SELECT unnest(?::VARCHAR[]))", [list(ids)]
+        ).fetchall()
+        return dict(rows)
+
+    def image_location(self, image_id: str) -> ImageLocation:
+        row = self.con.execute(
+            "SELECT b.shard, b.row_group, b.row_in_group, b.byte_offset, b.nbytes "
+            "FROM images i JOIN blobs b USING (sha256) WHERE i.id = ?",
+            [image_id],
+        ).fetchone()
+        if row is None:
+            raise SyphusError(f"{self.path}: unknown image id '{image_id}'")
+        return ImageLocation(*row)
+
+    def load_image_index(self) -> None:
+        """Load id -> (shard, offset, nbytes) into memory for fast random reads."""
+        rows = self.con.execute(
+            "SELECT i.id, b.shard, b.byte_offset, b.nbytes FROM images i JOIN blobs b USING (sha256)"
+        ).fetchall()
+        self._index = {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def _fd(self, shard: str) -> int:
+        fd = self._fds.get(shard)
+        if fd is None:
+            with self._fd_lock:
+                fd = self._fds.get(shard)
+                if fd is None:
+                    fd = os.open(self.images_dir / shard, os.O_RDONLY)
+                    self._fds[shard] = fd
+        return fd
+
+    def get_image(self, image_id: str) -> bytes:
+        """The original encoded bytes of one image: one pread of exactly its bytes."""
+        if self._index is not None:
+            loc = self._index.get(image_id)
+            if loc is None:
+                raise SyphusError(f"{self.path}: unknown image id '{image_id}'")
+            shard, off, n = loc
+        else:
+            l = self.image_location(image_id)
+            shard, off, n = l.shard, l.byte_offset, l.nbytes
+        data = os.pread(self._fd(shard), n, off)
+        if len(data) != n:
+            raise SyphusError(f"{self.images_dir / shard}: truncated shard (image '{image_id}')")
+        return data
+
+    def iter_images(self, ids: Iterable[str] | None = None, batch: int = 512) -> Iterator[tuple[str, bytes]]:
+        """Yield (id, bytes), reading in shard order for locality."""
+        if ids is None:
+            q = (
+                "SELECT i.id, b.shard, b.byte_offset, b.nbytes FROM images i JOIN blobs b USING (sha256) "
+                "ORDER BY b.shard, b.byte_offset"
+            )
+            cur = self.con.execute(q)
+        else:
+            cur = self.con.execute(
+                "SELECT i.id, b.shard, b.byte_offset, b.nbytes FROM images i JOIN blobs b USING (sha256) "
+                "WHERE i.id IN (SELECT unnest(?::VARCHAR[])) ORDER BY b.shard, b.byte_offset",
+                [list(ids)],
+            )
+        while True:
+            rows = cur.fetchmany(batch)
+            if not rows:
+                break
+            for iid, shard, off, n in rows:
+                yield iid, os.pread(self._fd(shard), n, off)
+
+    # -- instructions ------------------------------------------------------------------------
+
+    def add_instructions(self, rows: Sequence[InstructionRow], run_id: str) -> int:
+        """Insert instruction rows and their image order. Call inside ``transaction()`` to
+        make a larger unit atomic. Ids already present are an error (SyphusError)."""
+        if not rows:
+            return 0
+        ids = [r.id for r in rows]
+        dup = self.con.execute(
+            "SELECT id FROM instructions WHERE id IN (SELECT unnest(?::VARCHAR[])) LIMIT 1", [ids]
+        ).fetchone()
+        if dup:
+            raise SyphusError(f"{self.path}: instruction id '{dup[0]}' is already in the corpus")
+        ins = pa.table(
+            {
+                "id": ids,
+                "task": [r.task for r in rows],
+                "instruction": [r.instruction for r in rows],
+                "answer": [r.answer for r in rows],
+                "lang": [r.lang for r in rows],
+                "parent_id": [r.parent_id for r in rows],
+                "source_id": [r.source_id for r in rows],
+                "run_id": [run_id] * len(rows),
+                "extra": [json.dumps(r.extra, ensure_ascii=False) if r.extra else None for r in rows],
+            }
+        )
+        links = pa.table(
+            {
+                "ins_id": [r.id for r in rows for _ in r.image_ids],
+                "pos": [p for r in rows for p in range(len(r.image_ids))],
+                "image_id": [i for r in rows for i in r.image_ids],
+            }
+        )
+        self.con.register("_ins_batch", ins)
+        self.con.register("_link_batch", links)
+        try:
+            self.con.execute(
+                "INSERT INTO instructions (id, task, instruction, answer, lang, parent_id, source_id, run_id, extra) "
+                "SELECT id, task, instruction, answer, lang, parent_id, source_id, run_id, extra::JSON FROM _ins_batch"
+            )
+            self.con.execute("INSERT INTO instruction_images SELECT ins_id, pos, image_id FROM _link_batch")
+        finally:
+            self.con.unregister("_ins_batch")
+            self.con.unregister("_link_batch")
+        return len(rows)
+
+    def add_context_sets(self, rows: Sequence[tuple[str, int, str, float | None]], method: str, run_id: str) -> int:
+        """Insert (query_id, rank, related_id, score) rows for one run."""
+        if not rows:
+            return 0
+        t = pa.table(
+            {
+                "query_id": [r[0] for r in rows],
+                "rank": pa.array([r[1] for r in rows], pa.int32()),
+                "related_id": [r[2] for r in rows],
+                "score": pa.array([r[3] for r in rows], pa.float64()),
+            }
+        )
+        self.con.register("_cs_batch", t)
+        try:
+            self.con.execute(
+                "INSERT INTO context_sets SELECT query_id, rank, related_id, score, ?, ? FROM _cs_batch", [method, run_id]
+            )
+        finally:
+            self.con.unregister("_cs_batch")
+        return len(rows)
+
+    def quarantine(self, stage: str, reason: str, *, source: str | None = None, record_id: str | None = None,
+                   raw: str | None = None, run_id: str | None = None) -> None:
+        self.con.execute(
+            "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [uuid.uuid4().hex, stage, source, record_id, reason, raw, run_id, now()],
+        )
+
+    def context_map(self, ids: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """The current in-context examples of each instruction (latest run that assigned any)."""
+        q = "SELECT query_id, related_id FROM current_context"
+        params: list[Any] = []
+        if ids is not None:
+            q += " WHERE query_id IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(ids))
+        q += " ORDER BY query_id, rank"
+        out: dict[str, list[str]] = {}
+        for qid, rid in self.con.execute(q, params).fetchall():
+            out.setdefault(qid, []).append(rid)
+        return out
+
+    def rollback_run(self, run_id: str) -> None:
+        """Remove everything a failed run wrote, so the corpus is as it was before it."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM instruction_images WHERE ins_id IN (SELECT id FROM instructions WHERE run_id = ?)", [run_id])
+            con.execute("DELETE FROM instructions WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM context_sets WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM images WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM quarantine WHERE run_id = ?", [run_id])
+            shards = [r[0] for r in con.execute("SELECT name FROM image_shards WHERE run_id = ?", [run_id]).fetchall()]
+            # Blobs written by this run are only referenced by this run's images (others were deduped
+            # against existing blobs before writing), so the run's shards can go entirely.
+            con.execute("DELETE FROM blobs WHERE shard IN (SELECT unnest(?::VARCHAR[]))", [shards])
+            con.execute("DELETE FROM image_shards WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM runs WHERE id = ?", [run_id])
+        for s in shards:
+            fd = self._fds.pop(s, None)
+            if fd is not None:
+                os.close(fd)
+            (self.images_dir / s).unlink(missing_ok=True)
+
+
+class ImageShardWriter:
+    """Streams images into new parquet shards and indexes them.
+
+    ``add`` returns immediately; rows become visible in the corpus each time a shard is
+    completed (every ``rows_per_shard`` images or ``bytes_per_shard`` bytes) and on ``close``.
+    Identical bytes are stored once: a second id with the same sha256 points at the same blob.
+    """
+
+    def __init__(self, corpus: Corpus, run_id: str, *, rows_per_shard: int = 4096,
+                 bytes_per_shard: int = 512 << 20, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 source: str | None = None):
+        self.corpus = corpus
+        self.run_id = run_id
+        self.rows_per_shard = rows_per_shard
+        self.bytes_per_shard = bytes_per_shard
+        self.max_pixels = max_pixels
+        self.source = source
+        self._blobs: list[tuple[ImageInfo, bytes]] = []
+        self._pending_sha: set[str] = set()
+        self._ids: list[tuple[str, str]] = []  # (id, sha256) to commit with the next shard
+        self._pending_ids: dict[str, str] = {}
+        self._buf_bytes = 0
+        self.added = 0
+        self.skipped_existing = 0
+        self.deduplicated = 0
+        self.bytes_written = 0
+
+    def add(self, image_id: str, data: bytes, *, where: str | None = None, info: ImageInfo | None = None) -> str:
+        """Add one image; returns 'added', 'existing' (same id, same bytes) or 'dedup'."""
+        where = where or f"image '{image_id}'"
+        if info is None:
+            info = inspect_image(data, where=where, max_pixels=self.max_pixels)
+        prev = self._pending_ids.get(image_id)
+        if prev is None:
+            prev = self.corpus.has_images([image_id]).get(image_id)
+        if prev is not None:
+            if prev == info.sha256:
+                self.skipped_existing += 1
+                return "existing"
+            raise SyphusError(f"{where}: id '{image_id}' is already in the corpus with different bytes")
+        status = "added"
+        if info.sha256 in self._pending_sha or self._blob_exists(info.sha256):
+            status = "dedup"
+            self.deduplicated += 1
+        else:
+            self._blobs.append((info, data))
+            self._pending_sha.add(info.sha256)
+            self._buf_bytes += len(data)
+        self._ids.append((image_id, info.sha256))
+        self._pending_ids[image_id] = info.sha256
+        self.added += 1
+        if len(self._blobs) >= self.rows_per_shard or self._buf_bytes >= self.bytes_per_shard:
+            self.flush()
+        return status
+
+    def _blob_exists(self, sha: str) -> bool:
+        return self.corpus.con.execute("SELECT 1 FROM blobs WHERE sha256 = ?", [sha]).fetchone() is not None
+
+    def flush(self) -> None:
+        """Write the buffered images as one shard and commit their index rows."""
+        blobs, ids = self._blobs, self._ids
+        if not blobs and not ids:
+            return
+        shard_rows: list[tuple] = []
+        shard_name = None
+        nbytes = 0
+        if blobs:
+            shard_name = f"shard-{now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}.parquet"
+            final = self.corpus.images_dir / shard_name
+            offsets = _write_shard(final, [b for _, b in blobs], [i.sha256 for i, _ in blobs])
+            nbytes = final.stat().st_size
+            self.bytes_written += sum(len(b) for _, b in blobs)
+            for k, (info, _data) in enumerate(blobs):
+                shard_rows.append(
+                    (info.sha256, shard_name, k // ROWS_PER_GROUP, k % ROWS_PER_GROUP, offsets[k], info.nbytes,
+                     info.width, info.height, info.format)
+                )
+        con = self.corpus.con
+        with self.corpus.transaction():
+            if shard_name:
+                con.execute("INSERT INTO image_shards VALUES (?, ?, ?, ?)", [shard_name, len(blobs), nbytes, self.run_id])
+                con.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", shard_rows)
+            t = pa.table({"id": [i for i, _ in ids], "sha256": [s for _, s in ids]})
+            con.register("_img_batch", t)
+            try:
+                con.execute("INSERT INTO images SELECT id, sha256, ?, ? FROM _img_batch", [self.source, self.run_id])
+            finally:
+                con.unregister("_img_batch")
+        self._blobs, self._ids = [], []
+        self._pending_sha.clear()
+        self._pending_ids.clear()
+        self._buf_bytes = 0
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> ImageShardWriter:
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is None:
+            self.close()
+
+
+SHARD_SCHEMA = pa.schema([pa.field("sha256", pa.string(), nullable=False), pa.field("bytes", pa.binary(), nullable=False)])
+
+
+def _write_shard(final: Path, datas: list[bytes], shas: list[str]) -> list[int]:
+    """Write a shard atomically and return the byte offset of each image inside the file."""
+    partial = final.with_name(final.name + ".partial")
+    with pq.ParquetWriter(
+        partial,
+        SHARD_SCHEMA,
+        compression={"sha256": "zstd", "bytes": "none"},
+        use_dictionary=["sha256"],
+        write_statistics=["sha256"],
+        data_page_size=1 << 20,
+    ) as w:
+        for start in range(0, len(datas), ROWS_PER_GROUP):
+            t = pa.table(
+                {"sha256": shas[start : start + ROWS_PER_GROUP], "bytes": datas[start : start + ROWS_PER_GROUP]},
+                schema=SHARD_SCHEMA,
+            )
+            w.write_table(t, row_group_size=ROWS_PER_GROUP)
+    offsets = _locate_values(partial, datas)
+    with open(partial, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, final)
+    return offsets
+
+
+def _locate_values(path: Path, datas: list[bytes]) -> list[int]:
+    """Find each value's offset in the file. Values of a plain-encoded, uncompressed binary
+    column are stored verbatim and in order, so a forward search from each row group's
+    column chunk start finds them (and a full comparison guards against false matches)."""
+    md = pq.ParquetFile(path).metadata
+    blob = path.read_bytes()
+    col = md.schema.names.index("bytes") if hasattr(md.schema, "names") else 1
+    offsets: list[int] = []
+    k = 0
+    for rg in range(md.num_row_groups):
+        chunk = md.row_group(rg).column(col)
+        pos = chunk.data_page_offset
+        for _ in range(md.row_group(rg).num_rows):
+            d = datas[k]
+            probe = d[: min(len(d), 256)]
+            while True:
+                p = blob.find(probe, pos)
+                if p < 0:
+                    raise RuntimeError(f"{path}: could not locate image {k} in its shard")
+                if blob[p : p + len(d)] == d:
+                    break
+                pos = p + 1
+            offsets.append(p)
+            pos = p + len(d)
+            k += 1
+    return offsets
+
+
+def open_corpus(path: str | Path, *, create: bool = False, read_only: bool = False) -> Corpus:
+    return Corpus(path, create=create, read_only=read_only)

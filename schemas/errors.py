@@ -1,0 +1,26 @@
+"""The one exception type for errors a user can cause and fix."""
+
+from __future__ import annotations
+
+
+class SyphusError(Exception):
+    """An error caused by input, configuration or environment, not by a bug.
+
+    The message must name the file, line, record or field at fault and, where it helps,
+    what to do about it. The CLI prints it on one line and exits non-zero.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        self.hint = hint
+        super().__init__(message if not hint else f"{message} ({hint})")
+
+
+def first_validation_error(exc, *, where: str) -> SyphusError:
+    """Turn a pydantic ValidationError into a one-line SyphusError naming the field."""
+    errs = exc.errors()
+    if not errs:
+        return SyphusError(f"{where}: invalid record")
+    e = errs[0]
+    loc = ".".join(str(p) for p in e.get("loc", ())) or "<record>"
+    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+    return SyphusError(f"{where}: field '{loc}': {e.get('msg', 'invalid')}{more}")

@@ -1,0 +1,82 @@
+"""The ``syphus`` command line.
+
+Each stage registers its commands from a small module that imports its heavy dependencies
+(torch, duckdb, litellm) only inside the command bodies, so ``syphus --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from syphus import __version__
+
+app = typer.Typer(
+    name="syphus",
+    help="Turn visual annotations into multimodal instruction data and train an Otter model on it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"syphus {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    if debug:
+        os.environ["SYPHUS_DEBUG"] = "1"
+
+
+def _register_all() -> None:
+    from syphus import cli_generate, cli_report, cli_retrieve, cli_store, cli_train
+
+    for mod in (cli_store, cli_generate, cli_retrieve, cli_train, cli_report):
+        mod.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors for user mistakes, tracebacks only with --debug."""
+    from schemas.errors import SyphusError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except SyphusError as e:
+        if debug:
+            raise
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: finished work is saved; rerun the same command to resume", err=True)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as e:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if debug:
+            raise
+        typer.secho(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

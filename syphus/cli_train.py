@@ -1,0 +1,9 @@
+"""Commands of the train stage (registered on the main app)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

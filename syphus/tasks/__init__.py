@@ -1,0 +1,1 @@
+"""Generation tasks: one module per MIMIC-IT scene type (see base.py for the contract)."""
