@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS instruction_images (
 CREATE TABLE IF NOT EXISTS context_sets (
     query_id VARCHAR NOT NULL, rank INTEGER NOT NULL, related_id VARCHAR NOT NULL,
     score DOUBLE, method VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
-    PRIMARY KEY (query_id, run_id, rank));
+    PRIMARY KEY (query_id, run_id, method, rank));
 CREATE TABLE IF NOT EXISTS instruction_flags (
     ins_id VARCHAR NOT NULL, flag VARCHAR NOT NULL, reason VARCHAR, run_id VARCHAR,
     active BOOLEAN NOT NULL DEFAULT TRUE, PRIMARY KEY (ins_id, flag));
@@ -73,11 +73,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason VARCHAR NOT NULL, raw VARCHAR, run_id VARCHAR, created_at TIMESTAMP NOT NULL);
 CREATE OR REPLACE VIEW current_context AS
     WITH ranked AS (
-        SELECT cs.query_id, cs.run_id,
-               row_number() OVER (PARTITION BY cs.query_id ORDER BY r.started_at DESC, cs.run_id DESC) AS rn
-        FROM (SELECT DISTINCT query_id, run_id FROM context_sets) cs JOIN runs r ON r.id = cs.run_id)
+        SELECT cs.query_id, cs.run_id, cs.method,
+               row_number() OVER (PARTITION BY cs.query_id ORDER BY r.started_at DESC, cs.run_id DESC, cs.method) AS rn
+        FROM (SELECT DISTINCT query_id, run_id, method FROM context_sets) cs JOIN runs r ON r.id = cs.run_id)
     SELECT c.* FROM context_sets c JOIN ranked k
-        ON k.query_id = c.query_id AND k.run_id = c.run_id AND k.rn = 1;
+        ON k.query_id = c.query_id AND k.run_id = c.run_id AND k.method = c.method AND k.rn = 1;
 CREATE OR REPLACE VIEW active_instructions AS
     SELECT * FROM instructions i
     WHERE NOT EXISTS (SELECT 1 FROM instruction_flags f WHERE f.ins_id = i.id AND f.active);
@@ -135,7 +135,9 @@ class Corpus:
         db = self.path / DB_NAME
         if not db.exists():
             if not create or read_only:
-                raise SyphusError(f"{self.path}: no corpus here (missing {DB_NAME}); create one with 'syphus import'")
+                raise SyphusError(
+                    f"{self.path}: no corpus here (missing {DB_NAME}); create one with 'syphus import'"
+                )
             self.path.mkdir(parents=True, exist_ok=True)
         self.images_dir = self.path / IMAGES_DIR
         if not read_only:
@@ -196,7 +198,9 @@ class Corpus:
 
     # -- runs --------------------------------------------------------------------------------
 
-    def start_run(self, command: str, config: dict[str, Any] | None = None, *, run_id: str | None = None) -> str:
+    def start_run(
+        self, command: str, config: dict[str, Any] | None = None, *, run_id: str | None = None
+    ) -> str:
         run_id = run_id or new_run_id(command.split()[0] if command else "run")
         self.con.execute(
             "INSERT INTO runs (id, command, started_at, status, config, versions) VALUES (?, ?, ?, 'running', ?, ?)",
@@ -259,8 +263,8 @@ class Corpus:
                 raise SyphusError(f"{self.path}: unknown image id '{image_id}'")
             shard, off, n = loc
         else:
-            l = self.image_location(image_id)
-            shard, off, n = l.shard, l.byte_offset, l.nbytes
+            where = self.image_location(image_id)
+            shard, off, n = where.shard, where.byte_offset, where.nbytes
         data = os.pread(self._fd(shard), n, off)
         if len(data) != n:
             raise SyphusError(f"{self.images_dir / shard}: truncated shard (image '{image_id}')")
@@ -333,7 +337,9 @@ class Corpus:
             self.con.unregister("_link_batch")
         return len(rows)
 
-    def add_context_sets(self, rows: Sequence[tuple[str, int, str, float | None]], method: str, run_id: str) -> int:
+    def add_context_sets(
+        self, rows: Sequence[tuple[str, int, str, float | None]], method: str, run_id: str
+    ) -> int:
         """Insert (query_id, rank, related_id, score) rows for one run."""
         if not rows:
             return 0
@@ -348,14 +354,23 @@ class Corpus:
         self.con.register("_cs_batch", t)
         try:
             self.con.execute(
-                "INSERT INTO context_sets SELECT query_id, rank, related_id, score, ?, ? FROM _cs_batch", [method, run_id]
+                "INSERT INTO context_sets SELECT query_id, rank, related_id, score, ?, ? FROM _cs_batch",
+                [method, run_id],
             )
         finally:
             self.con.unregister("_cs_batch")
         return len(rows)
 
-    def quarantine(self, stage: str, reason: str, *, source: str | None = None, record_id: str | None = None,
-                   raw: str | None = None, run_id: str | None = None) -> None:
+    def quarantine(
+        self,
+        stage: str,
+        reason: str,
+        *,
+        source: str | None = None,
+        record_id: str | None = None,
+        raw: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
         self.con.execute(
             "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [uuid.uuid4().hex, stage, source, record_id, reason, raw, run_id, now()],
@@ -377,12 +392,18 @@ class Corpus:
     def rollback_run(self, run_id: str) -> None:
         """Remove everything a failed run wrote, so the corpus is as it was before it."""
         with self.transaction() as con:
-            con.execute("DELETE FROM instruction_images WHERE ins_id IN (SELECT id FROM instructions WHERE run_id = ?)", [run_id])
+            con.execute(
+                "DELETE FROM instruction_images WHERE ins_id IN (SELECT id FROM instructions WHERE run_id = ?)",
+                [run_id],
+            )
             con.execute("DELETE FROM instructions WHERE run_id = ?", [run_id])
             con.execute("DELETE FROM context_sets WHERE run_id = ?", [run_id])
             con.execute("DELETE FROM images WHERE run_id = ?", [run_id])
             con.execute("DELETE FROM quarantine WHERE run_id = ?", [run_id])
-            shards = [r[0] for r in con.execute("SELECT name FROM image_shards WHERE run_id = ?", [run_id]).fetchall()]
+            shards = [
+                r[0]
+                for r in con.execute("SELECT name FROM image_shards WHERE run_id = ?", [run_id]).fetchall()
+            ]
             # Blobs written by this run are only referenced by this run's images (others were deduped
             # against existing blobs before writing), so the run's shards can go entirely.
             con.execute("DELETE FROM blobs WHERE shard IN (SELECT unnest(?::VARCHAR[]))", [shards])
@@ -403,9 +424,16 @@ class ImageShardWriter:
     Identical bytes are stored once: a second id with the same sha256 points at the same blob.
     """
 
-    def __init__(self, corpus: Corpus, run_id: str, *, rows_per_shard: int = 4096,
-                 bytes_per_shard: int = 512 << 20, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 source: str | None = None):
+    def __init__(
+        self,
+        corpus: Corpus,
+        run_id: str,
+        *,
+        rows_per_shard: int = 4096,
+        bytes_per_shard: int = 512 << 20,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        source: str | None = None,
+    ):
         self.corpus = corpus
         self.run_id = run_id
         self.rows_per_shard = rows_per_shard
@@ -422,7 +450,9 @@ class ImageShardWriter:
         self.deduplicated = 0
         self.bytes_written = 0
 
-    def add(self, image_id: str, data: bytes, *, where: str | None = None, info: ImageInfo | None = None) -> str:
+    def add(
+        self, image_id: str, data: bytes, *, where: str | None = None, info: ImageInfo | None = None
+    ) -> str:
         """Add one image; returns 'added', 'existing' (same id, same bytes) or 'dedup'."""
         where = where or f"image '{image_id}'"
         if info is None:
@@ -469,18 +499,32 @@ class ImageShardWriter:
             self.bytes_written += sum(len(b) for _, b in blobs)
             for k, (info, _data) in enumerate(blobs):
                 shard_rows.append(
-                    (info.sha256, shard_name, k // ROWS_PER_GROUP, k % ROWS_PER_GROUP, offsets[k], info.nbytes,
-                     info.width, info.height, info.format)
+                    (
+                        info.sha256,
+                        shard_name,
+                        k // ROWS_PER_GROUP,
+                        k % ROWS_PER_GROUP,
+                        offsets[k],
+                        info.nbytes,
+                        info.width,
+                        info.height,
+                        info.format,
+                    )
                 )
         con = self.corpus.con
         with self.corpus.transaction():
             if shard_name:
-                con.execute("INSERT INTO image_shards VALUES (?, ?, ?, ?)", [shard_name, len(blobs), nbytes, self.run_id])
+                con.execute(
+                    "INSERT INTO image_shards VALUES (?, ?, ?, ?)",
+                    [shard_name, len(blobs), nbytes, self.run_id],
+                )
                 con.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", shard_rows)
             t = pa.table({"id": [i for i, _ in ids], "sha256": [s for _, s in ids]})
             con.register("_img_batch", t)
             try:
-                con.execute("INSERT INTO images SELECT id, sha256, ?, ? FROM _img_batch", [self.source, self.run_id])
+                con.execute(
+                    "INSERT INTO images SELECT id, sha256, ?, ? FROM _img_batch", [self.source, self.run_id]
+                )
             finally:
                 con.unregister("_img_batch")
         self._blobs, self._ids = [], []
@@ -499,7 +543,9 @@ class ImageShardWriter:
             self.close()
 
 
-SHARD_SCHEMA = pa.schema([pa.field("sha256", pa.string(), nullable=False), pa.field("bytes", pa.binary(), nullable=False)])
+SHARD_SCHEMA = pa.schema(
+    [pa.field("sha256", pa.string(), nullable=False), pa.field("bytes", pa.binary(), nullable=False)]
+)
 
 
 def _write_shard(final: Path, datas: list[bytes], shas: list[str]) -> list[int]:
@@ -515,7 +561,10 @@ def _write_shard(final: Path, datas: list[bytes], shas: list[str]) -> list[int]:
     ) as w:
         for start in range(0, len(datas), ROWS_PER_GROUP):
             t = pa.table(
-                {"sha256": shas[start : start + ROWS_PER_GROUP], "bytes": datas[start : start + ROWS_PER_GROUP]},
+                {
+                    "sha256": shas[start : start + ROWS_PER_GROUP],
+                    "bytes": datas[start : start + ROWS_PER_GROUP],
+                },
                 schema=SHARD_SCHEMA,
             )
             w.write_table(t, row_group_size=ROWS_PER_GROUP)

@@ -1,0 +1,562 @@
+"""Import and export of the original MIMIC-IT files.
+
+Import reads ``*_instructions.json``, ``*_train.json`` and the images (a parquet keyed by id
+with a ``base64`` column, or the older ``{id: base64}`` JSON), streaming the images in row
+batches. Export writes the same three kinds of file, so that the original Otter code reads
+our output and import -> export -> import gives the same records and byte-identical images.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from curation.images import DEFAULT_MAX_PIXELS, decode_base64
+from curation.jsonfiles import read_json, write_json_atomic
+from curation.store import Corpus, InstructionRow
+from schemas.errors import SyphusError, first_validation_error
+from schemas.mimicit import InstructionRecord, task_of_id
+
+# Context-set methods used for what the MIMIC-IT files carry.
+METHOD_REL = "rel_ins_ids"
+METHOD_TRAIN = "train_config"
+
+ID_COLUMN_CANDIDATES = ("id", "image_id", "img_id", "key", "__index_level_0__")
+Progress = Callable[[int, int], None]  # (items done, bytes done) increments
+
+
+@dataclass
+class ImportReport:
+    run_id: str
+    instructions_added: int = 0
+    instructions_existing: int = 0
+    images_added: int = 0
+    images_existing: int = 0
+    images_deduplicated: int = 0
+    image_bytes: int = 0
+    context_rows: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def read_instructions(path: Path) -> tuple[dict[str, Any], dict[str, InstructionRecord]]:
+    """Validate a whole instructions file; errors name the file, the id and the field."""
+    doc = read_json(path, what="MIMIC-IT instructions JSON")
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise SyphusError(f"{path}: expected an object with 'meta' and 'data' (a MIMIC-IT instructions file)")
+    data = doc["data"]
+    if not isinstance(data, dict):
+        raise SyphusError(f"{path}: field 'data' must map instruction ids to records")
+    if not data:
+        raise SyphusError(f"{path}: field 'data' is empty: no instructions to import")
+    meta = doc.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise SyphusError(f"{path}: field 'meta' must be an object")
+    records: dict[str, InstructionRecord] = {}
+    for ins_id, rec in data.items():
+        if not isinstance(rec, dict):
+            raise SyphusError(f"{path}: record '{ins_id}': expected an object, got {type(rec).__name__}")
+        try:
+            records[ins_id] = InstructionRecord.model_validate(rec, strict=False)
+        except ValidationError as e:
+            raise first_validation_error(e, where=f"{path}: record '{ins_id}'") from e
+        for fname in ("instruction", "answer"):
+            if not isinstance(rec.get(fname), str):
+                raise SyphusError(f"{path}: record '{ins_id}': field '{fname}' must be a string")
+        for fname in ("image_ids", "rel_ins_ids"):
+            v = rec.get(fname)
+            if v is not None and (not isinstance(v, list) or not all(isinstance(x, str) for x in v)):
+                raise SyphusError(f"{path}: record '{ins_id}': field '{fname}' must be a list of strings")
+    return meta, records
+
+
+def read_train_config(path: Path) -> dict[str, list[str]]:
+    doc = read_json(path, what="MIMIC-IT train JSON")
+    if not isinstance(doc, dict):
+        raise SyphusError(f"{path}: expected an object mapping instruction ids to lists of related ids")
+    for k, v in doc.items():
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise SyphusError(f"{path}: entry '{k}': expected a list of instruction ids")
+    return doc
+
+
+def _parquet_columns(pf: pq.ParquetFile, path: Path) -> tuple[str, str]:
+    names = pf.schema_arrow.names
+    id_col = None
+    md = pf.schema_arrow.metadata or {}
+    if b"pandas" in md:
+        try:
+            idx = json.loads(md[b"pandas"]).get("index_columns", [])
+            if idx and isinstance(idx[0], str) and idx[0] in names:
+                id_col = idx[0]
+        except (ValueError, AttributeError):
+            pass
+    if id_col is None:
+        id_col = next((c for c in ID_COLUMN_CANDIDATES if c in names), None)
+    if id_col is None:
+        raise SyphusError(
+            f"{path}: no image id column (looked for the pandas index and {', '.join(ID_COLUMN_CANDIDATES)})"
+        )
+    if "base64" not in names:
+        raise SyphusError(f"{path}: no 'base64' column (columns are {', '.join(names)})")
+    return id_col, "base64"
+
+
+def iter_parquet_images(path: Path, *, batch_rows: int = 256) -> Iterator[tuple[str, str | bytes, str]]:
+    """Yield (id, base64 text, where) in row batches: memory stays at one batch, whatever the
+    file or column size."""
+    try:
+        pf = pq.ParquetFile(path, memory_map=False, buffer_size=1 << 20)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise SyphusError(f"{path}: not a readable parquet file ({e})") from e
+    id_col, b64_col = _parquet_columns(pf, path)
+    row = 0
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=[id_col, b64_col], use_threads=False):
+        ids = batch.column(0).to_pylist()
+        b64s = batch.column(1)
+        for i, iid in enumerate(ids):
+            where = f"{path}: row {row}"
+            if iid is None:
+                raise SyphusError(f"{where}: image id is null")
+            v = b64s[i].as_py()
+            if v is None:
+                raise SyphusError(f"{where} (id '{iid}'): base64 is null")
+            yield str(iid), v, f"{path}: image '{iid}'"
+            row += 1
+
+
+def iter_json_images(path: Path) -> Iterator[tuple[str, str, str]]:
+    """Stream the older ``{id: base64}`` images JSON without loading it whole."""
+    import ijson
+
+    if path.stat().st_size == 0:
+        raise SyphusError(f"{path}: empty file (expected an images JSON object)")
+    with open(path, "rb") as f:
+        try:
+            for iid, v in ijson.kvitems(f, ""):
+                if not isinstance(v, str):
+                    raise SyphusError(f"{path}: image '{iid}': expected a base64 string")
+                yield iid, v, f"{path}: image '{iid}'"
+        except ijson.JSONError as e:
+            raise SyphusError(f"{path}: malformed JSON ({e})") from e
+        except UnicodeDecodeError as e:
+            raise SyphusError(f"{path}: not UTF-8 text ({e})") from e
+
+
+def iter_image_file(path: Path) -> Iterator[tuple[str, str | bytes, str]]:
+    if not path.is_file():
+        raise SyphusError(f"{path}: images file not found")
+    if path.suffix.lower() == ".json":
+        return iter_json_images(path)
+    if path.stat().st_size == 0:
+        raise SyphusError(f"{path}: empty file (expected an images parquet)")
+    return iter_parquet_images(path)
+
+
+# -- import ----------------------------------------------------------------------------------
+
+
+def import_mimicit(
+    corpus: Corpus,
+    instructions: Path,
+    *,
+    images: list[Path] = (),
+    train: Path | None = None,
+    task: str | None = None,
+    skip_bad: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import one MIMIC-IT instructions file (+ images, + train config) into the corpus.
+
+    All of the input is validated as it is read; on an error nothing of this command stays in
+    the corpus (unless ``skip_bad``, which quarantines the bad record and goes on). Images are
+    committed shard by shard, so a killed import keeps its progress and a rerun skips them.
+    """
+    meta, records = read_instructions(instructions)
+    train_map = read_train_config(train) if train else None
+    task = task or _task_from(instructions, records)
+
+    run_id = corpus.start_run(
+        "import mimicit",
+        {
+            "instructions": str(instructions),
+            "images": [str(p) for p in images],
+            "train": str(train) if train else None,
+            "task": task,
+            "meta": meta,
+        },
+    )
+    report = ImportReport(run_id)
+    try:
+        _import_images(
+            corpus, images, run_id, report, skip_bad=skip_bad, max_pixels=max_pixels, progress=progress
+        )
+        _import_records(corpus, instructions, records, train_map, task, run_id, report, skip_bad=skip_bad)
+        corpus.finish_run(run_id, "done", report.__dict__)
+    except SyphusError:
+        corpus.rollback_run(run_id)
+        raise
+    return report
+
+
+def _task_from(path: Path, records: dict[str, InstructionRecord]) -> str:
+    first = next(iter(records))
+    t = task_of_id(first)
+    if t:
+        return t
+    stem = path.name
+    for suffix in (".json", "_instructions"):
+        stem = stem.removesuffix(suffix)
+    return stem or "UNKNOWN"
+
+
+def _import_images(corpus, paths, run_id, report, *, skip_bad, max_pixels, progress, source=None) -> None:
+    if not paths:
+        return
+    with corpus.image_writer(run_id, max_pixels=max_pixels, source=source) as w:
+        for path in paths:
+            for iid, b64, where in iter_image_file(Path(path)):
+                try:
+                    data = decode_base64(b64, where=where)
+                    status = w.add(iid, data, where=where)
+                except SyphusError as e:
+                    if not skip_bad:
+                        raise
+                    corpus.quarantine("import", str(e), source=str(path), record_id=iid, run_id=run_id)
+                    report.skip("bad image")
+                    continue
+                if status == "existing":
+                    report.images_existing += 1
+                else:
+                    report.images_added += 1
+                    report.image_bytes += len(data)
+                    if status == "dedup":
+                        report.images_deduplicated += 1
+                if progress:
+                    progress(1, len(data))
+
+
+def _import_records(corpus, path, records, train_map, task, run_id, report, *, skip_bad) -> None:
+    ids = list(records)
+    existing = {
+        r[0]: r[1:]
+        for r in corpus.con.execute(
+            "SELECT i.id, i.instruction, i.answer, "
+            "  (SELECT list(image_id ORDER BY pos) FROM instruction_images x WHERE x.ins_id = i.id) "
+            "FROM instructions i WHERE i.id IN (SELECT unnest(?::VARCHAR[]))",
+            [ids],
+        ).fetchall()
+    }
+    referenced = sorted({i for r in records.values() for i in r.image_ids})
+    known_images = set(corpus.has_images(referenced))
+    rows: list[InstructionRow] = []
+    keep: set[str] = set()
+    for ins_id, rec in records.items():
+        prev = existing.get(ins_id)
+        if prev is not None:
+            if (prev[0], prev[1], list(prev[2] or [])) != (rec.instruction, rec.answer, rec.image_ids):
+                msg = f"{path}: record '{ins_id}': id is already in the corpus with different content"
+                if not skip_bad:
+                    raise SyphusError(msg)
+                corpus.quarantine(
+                    "import",
+                    msg,
+                    source=str(path),
+                    record_id=ins_id,
+                    run_id=run_id,
+                    raw=rec.model_dump_json(),
+                )
+                report.skip("conflicting id")
+                continue
+            report.instructions_existing += 1
+            continue
+        missing = [i for i in rec.image_ids if i not in known_images]
+        if missing:
+            msg = f"{path}: record '{ins_id}': field 'image_ids' names unknown image id '{missing[0]}'"
+            if not skip_bad:
+                raise SyphusError(msg + " (import its images with --images, or pass --skip-bad)")
+            corpus.quarantine(
+                "import", msg, source=str(path), record_id=ins_id, run_id=run_id, raw=rec.model_dump_json()
+            )
+            report.skip("unknown image id")
+            continue
+        extra = {k: v for k, v in (rec.model_extra or {}).items()}
+        lang = extra.pop("lang", "en") if isinstance(extra.get("lang", "en"), str) else "en"
+        rows.append(
+            InstructionRow(
+                id=ins_id,
+                task=task,
+                instruction=rec.instruction,
+                answer=rec.answer,
+                image_ids=list(rec.image_ids),
+                lang=lang,
+                source_id=None,
+                extra=extra or None,
+            )
+        )
+        keep.add(ins_id)
+    ctx_rel = [(q, k, r, None) for q in keep for k, r in enumerate(records[q].rel_ins_ids)]
+    ctx_train = [
+        (q, k, r, None) for q, rel in (train_map or {}).items() if q in keep for k, r in enumerate(rel)
+    ]
+    with corpus.transaction():
+        report.instructions_added = corpus.add_instructions(rows, run_id)
+        report.context_rows = corpus.add_context_sets(ctx_rel, METHOD_REL, run_id)
+        report.context_rows += corpus.add_context_sets(ctx_train, METHOD_TRAIN, run_id)
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def iter_image_paths(spec: str) -> list[Path]:
+    """A directory (walked recursively) or a glob pattern, sorted for determinism."""
+    import glob
+
+    p = Path(spec)
+    if p.is_dir():
+        files = [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        files = [Path(f) for f in glob.glob(spec, recursive=True) if Path(f).is_file()]
+    if not files:
+        raise SyphusError(f"{spec}: no image files found")
+    return sorted(files)
+
+
+def image_id_for(path: Path, root: Path | None, pattern: str) -> str:
+    rel = path.relative_to(root) if root and path.is_relative_to(root) else path
+    try:
+        return pattern.format(
+            stem=path.stem, name=path.name, parent=path.parent.name, relpath=rel.with_suffix("").as_posix()
+        )
+    except (KeyError, IndexError) as e:
+        raise SyphusError(
+            f"--id-pattern '{pattern}': unknown field {e} (use {{stem}}, {{name}}, {{parent}}, {{relpath}})"
+        ) from e
+
+
+def import_image_files(
+    corpus: Corpus,
+    spec: str,
+    *,
+    id_pattern: str = "{stem}",
+    skip_bad: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
+) -> ImportReport:
+    files = iter_image_paths(spec)
+    root = Path(spec) if Path(spec).is_dir() else None
+    ids: dict[str, Path] = {}
+    for f in files:
+        iid = image_id_for(f, root, id_pattern)
+        if iid in ids:
+            raise SyphusError(
+                f"{f}: image id '{iid}' also given by {ids[iid]} (use --id-pattern '{{relpath}}')"
+            )
+        ids[iid] = f
+    run_id = corpus.start_run("import images", {"spec": spec, "id_pattern": id_pattern})
+    report = ImportReport(run_id)
+    try:
+        with corpus.image_writer(run_id, max_pixels=max_pixels, source=spec) as w:
+            for iid, f in ids.items():
+                data = f.read_bytes()
+                try:
+                    status = w.add(iid, data, where=str(f))
+                except SyphusError as e:
+                    if not skip_bad:
+                        raise
+                    corpus.quarantine("import", str(e), source=str(f), record_id=iid, run_id=run_id)
+                    report.skip("bad image")
+                    continue
+                if status == "existing":
+                    report.images_existing += 1
+                else:
+                    report.images_added += 1
+                    report.image_bytes += len(data)
+                    report.images_deduplicated += status == "dedup"
+                if progress:
+                    progress(1, len(data))
+        corpus.finish_run(run_id, "done", report.__dict__)
+    except SyphusError:
+        corpus.rollback_run(run_id)
+        raise
+    return report
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def context_excluding(corpus: Corpus, method_excluded: str) -> dict[str, list[str]]:
+    """Per query, the related ids of the latest run that assigned any, ignoring one method.
+
+    ``rel_ins_ids`` export ignores imported train configs and ``*_train.json`` export ignores
+    imported ``rel_ins_ids``, so a round trip keeps both; a later retrieval run replaces both.
+    """
+    rows = corpus.con.execute(
+        """
+        WITH cand AS (
+            SELECT DISTINCT cs.query_id, cs.run_id, r.started_at
+            FROM context_sets cs JOIN runs r ON r.id = cs.run_id WHERE cs.method <> $1),
+        best AS (SELECT query_id, arg_max(run_id, started_at) AS run_id FROM cand GROUP BY query_id)
+        SELECT cs.query_id, cs.related_id FROM context_sets cs JOIN best b USING (query_id, run_id)
+        WHERE cs.method <> $1 ORDER BY cs.query_id, cs.rank
+        """,
+        [method_excluded],
+    ).fetchall()
+    out: dict[str, list[str]] = {}
+    for q, r in rows:
+        out.setdefault(q, []).append(r)
+    return out
+
+
+@dataclass
+class ExportReport:
+    files: list[str] = field(default_factory=list)
+    instructions: int = 0
+    images: int = 0
+    image_bytes: int = 0
+
+
+def _pandas_images_schema() -> pa.Schema:
+    """The schema pandas writes for a DataFrame indexed by image id with a base64 column, so
+    ``pd.read_parquet(path).loc[image_id]['base64']`` works as in the original Otter code."""
+    meta = {
+        "index_columns": ["id"],
+        "column_indexes": [
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
+        ],
+        "columns": [
+            {
+                "name": "base64",
+                "field_name": "base64",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
+            {
+                "name": "id",
+                "field_name": "id",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
+        ],
+        "creator": {"library": "syphus", "version": "0.1.0"},
+        "pandas_version": "2.0.0",
+    }
+    return pa.schema(
+        [("base64", pa.string()), ("id", pa.string())], metadata={b"pandas": json.dumps(meta).encode()}
+    )
+
+
+def export_mimicit(
+    corpus: Corpus,
+    out: Path,
+    *,
+    tasks: list[str] | None = None,
+    include_flagged: bool = False,
+    progress: Progress | None = None,
+) -> ExportReport:
+    out.mkdir(parents=True, exist_ok=True)
+    table = "instructions" if include_flagged else "active_instructions"
+    all_tasks = [
+        r[0] for r in corpus.con.execute(f"SELECT DISTINCT task FROM {table} ORDER BY task").fetchall()
+    ]
+    if tasks:
+        unknown = [t for t in tasks if t not in all_tasks]
+        if unknown:
+            raise SyphusError(
+                f"--task {unknown[0]}: no instructions of that task (tasks here: {', '.join(all_tasks) or 'none'})"
+            )
+    else:
+        tasks = all_tasks
+    if not tasks:
+        raise SyphusError(f"{corpus.path}: no instructions to export")
+    rel = context_excluding(corpus, METHOD_TRAIN)
+    train = context_excluding(corpus, METHOD_REL)
+    report = ExportReport()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    for task in tasks:
+        rows = corpus.con.execute(
+            f"SELECT i.id, i.instruction, i.answer, i.lang, i.extra, "
+            f"  coalesce((SELECT list(image_id ORDER BY pos) FROM instruction_images x WHERE x.ins_id = i.id), []) "
+            f"FROM {table} i WHERE i.task = ? ORDER BY i.id",
+            [task],
+        ).fetchall()
+        data: dict[str, Any] = {}
+        image_ids: set[str] = set()
+        for ins_id, instruction, answer, lang, extra, imgs in rows:
+            rec: dict[str, Any] = {
+                "instruction": instruction,
+                "answer": answer,
+                "image_ids": list(imgs),
+                "rel_ins_ids": rel.get(ins_id, []),
+            }
+            if extra:
+                rec.update(json.loads(extra))
+            if lang != "en":
+                rec["lang"] = lang
+            data[ins_id] = rec
+            image_ids.update(imgs)
+        doc = {
+            "meta": {"version": "syphus-0.1.0", "time": stamp, "author": "syphus", "task": task},
+            "data": data,
+        }
+        f_ins = out / f"{task}_instructions.json"
+        write_json_atomic(f_ins, doc)
+        f_train = out / f"{task}_train.json"
+        write_json_atomic(f_train, {k: train.get(k, rel.get(k, [])) for k in data})
+        report.files += [str(f_ins), str(f_train)]
+        report.instructions += len(data)
+        if image_ids:
+            f_img = out / f"{task}.parquet"
+            n, nbytes = _write_images_parquet(corpus, sorted(image_ids), f_img, progress)
+            report.files.append(str(f_img))
+            report.images += n
+            report.image_bytes += nbytes
+    return report
+
+
+def _write_images_parquet(
+    corpus: Corpus, ids: list[str], path: Path, progress: Progress | None
+) -> tuple[int, int]:
+    schema = _pandas_images_schema()
+    tmp = path.with_name(path.name + ".partial")
+    n = nbytes = 0
+    with pq.ParquetWriter(tmp, schema, compression="none", use_dictionary=False) as w:
+        batch_ids: list[str] = []
+        batch_b64: list[str] = []
+        for iid, data in corpus.iter_images(ids):
+            batch_ids.append(iid)
+            batch_b64.append(base64.b64encode(data).decode("ascii"))
+            n += 1
+            nbytes += len(data)
+            if progress:
+                progress(1, len(data))
+            if len(batch_ids) == 128:
+                w.write_table(pa.table({"base64": batch_b64, "id": batch_ids}, schema=schema))
+                batch_ids, batch_b64 = [], []
+        if batch_ids:
+            w.write_table(pa.table({"base64": batch_b64, "id": batch_ids}, schema=schema))
+    tmp.replace(path)
+    return n, nbytes

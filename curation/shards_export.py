@@ -1,0 +1,189 @@
+"""``syphus export shards``: self-contained training shards for the trainer.
+
+Each part holds a slice of the instructions with their in-context examples written out in
+full, and a companion images file with every image the part needs, so a trainer reading one
+part never looks anything up elsewhere. The format is documented in ``schemas/shards.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.jsonfiles import write_json_atomic
+from curation.store import Corpus
+from schemas.errors import SyphusError
+from schemas.shards import ShardFiles, ShardManifest
+from schemas.tasks import media_of_task
+
+CONTEXT_TYPE = pa.struct(
+    [
+        ("id", pa.string()),
+        ("instruction", pa.string()),
+        ("answer", pa.string()),
+        ("image_ids", pa.list_(pa.string())),
+    ]
+)
+INSTRUCTION_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("task", pa.string()),
+        ("lang", pa.string()),
+        ("media", pa.string()),
+        ("instruction", pa.string()),
+        ("answer", pa.string()),
+        ("image_ids", pa.list_(pa.string())),
+        ("context", pa.list_(CONTEXT_TYPE)),
+    ]
+)
+IMAGES_SCHEMA = pa.schema(
+    [pa.field("image_id", pa.string(), nullable=False), pa.field("bytes", pa.binary(), nullable=False)]
+)
+
+
+@dataclass
+class ShardExportReport:
+    manifest: str
+    rows: int
+    parts: int
+    images: int
+    skipped_missing_images: int
+
+
+def _fetch(corpus: Corpus, ids: list[str]) -> dict[str, tuple[str, str, list[str]]]:
+    rows = corpus.con.execute(
+        "SELECT i.id, i.instruction, i.answer, "
+        "  coalesce((SELECT list(image_id ORDER BY pos) FROM instruction_images x WHERE x.ins_id = i.id), []) "
+        "FROM instructions i WHERE i.id IN (SELECT unnest(?::VARCHAR[]))",
+        [ids],
+    ).fetchall()
+    return {r[0]: (r[1], r[2], list(r[3])) for r in rows}
+
+
+def export_shards(
+    corpus: Corpus,
+    out: Path,
+    *,
+    tasks: list[str] | None = None,
+    langs: list[str] | None = None,
+    rows_per_part: int = 2048,
+    max_context: int = 8,
+    progress=None,
+) -> ShardExportReport:
+    where = ["1=1"]
+    params: list = []
+    if tasks:
+        where.append("task IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(tasks)
+    if langs:
+        where.append("lang IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(langs)
+    ids_rows = corpus.con.execute(
+        f"SELECT id, task, lang FROM active_instructions WHERE {' AND '.join(where)} ORDER BY task, id",
+        params,
+    ).fetchall()
+    if not ids_rows:
+        raise SyphusError(f"{corpus.path}: no instructions match (tasks={tasks}, langs={langs})")
+    known_images = {r[0] for r in corpus.con.execute("SELECT id FROM images").fetchall()}
+
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    parts: list[ShardFiles] = []
+    tasks_c: Counter[str] = Counter()
+    langs_c: Counter[str] = Counter()
+    total = skipped = n_images = 0
+    for p, start in enumerate(range(0, len(ids_rows), rows_per_part)):
+        chunk = ids_rows[start : start + rows_per_part]
+        ids = [r[0] for r in chunk]
+        base = _fetch(corpus, ids)
+        ctx = corpus.context_map(ids)
+        ctx_ids = sorted({c for q in ids for c in ctx.get(q, [])[:max_context]} - set(base))
+        related = {**base, **_fetch(corpus, ctx_ids)}
+        cols: dict[str, list] = {k: [] for k in INSTRUCTION_SCHEMA.names}
+        need: set[str] = set()
+        for ins_id, task, lang in chunk:
+            instruction, answer, imgs = base[ins_id]
+            if any(i not in known_images for i in imgs):
+                skipped += 1
+                continue
+            context = []
+            for cid in ctx.get(ins_id, [])[:max_context]:
+                if cid in related and all(i in known_images for i in related[cid][2]):
+                    ci, ca, cimgs = related[cid]
+                    context.append({"id": cid, "instruction": ci, "answer": ca, "image_ids": cimgs})
+                    need.update(cimgs)
+            need.update(imgs)
+            for k, v in (
+                ("id", ins_id),
+                ("task", task),
+                ("lang", lang),
+                ("media", media_of_task(task) if imgs else "none"),
+                ("instruction", instruction),
+                ("answer", answer),
+                ("image_ids", imgs),
+                ("context", context),
+            ):
+                cols[k].append(v)
+            tasks_c[task] += 1
+            langs_c[lang] += 1
+        if not cols["id"]:
+            continue
+        ins_name, img_name = f"part-{p:05d}.parquet", f"images-{p:05d}.parquet"
+        pq.write_table(pa.table(cols, schema=INSTRUCTION_SCHEMA), tmp / ins_name, compression="zstd")
+        n_img = 0
+        with pq.ParquetWriter(
+            tmp / img_name,
+            IMAGES_SCHEMA,
+            compression={"image_id": "zstd", "bytes": "none"},
+            use_dictionary=["image_id"],
+            write_statistics=["image_id"],
+        ) as w:
+            buf_ids: list[str] = []
+            buf: list[bytes] = []
+            for iid, data in corpus.iter_images(sorted(need)):
+                buf_ids.append(iid)
+                buf.append(data)
+                if len(buf) == 64:
+                    w.write_table(pa.table({"image_id": buf_ids, "bytes": buf}, schema=IMAGES_SCHEMA))
+                    n_img += len(buf)
+                    buf_ids, buf = [], []
+            if buf:
+                w.write_table(pa.table({"image_id": buf_ids, "bytes": buf}, schema=IMAGES_SCHEMA))
+                n_img += len(buf)
+        parts.append(
+            ShardFiles(instructions=ins_name, images=img_name, rows=len(cols["id"]), images_rows=n_img)
+        )
+        total += len(cols["id"])
+        n_images += n_img
+        if progress:
+            progress(len(chunk), 0)
+    manifest = ShardManifest(
+        corpus=str(corpus.path.resolve()),
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        rows=total,
+        tasks=dict(tasks_c),
+        langs=dict(langs_c),
+        shards=parts,
+    )
+    write_json_atomic(tmp / "manifest.json", json.loads(manifest.model_dump_json()), indent=2)
+    # Swap the finished directory in only when complete: a killed export never leaves a
+    # manifest that points at missing parts.
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+    return ShardExportReport(str(out / "manifest.json"), total, len(parts), n_images, skipped)
