@@ -1,9 +1,195 @@
-"""Commands of the generate stage (registered on the main app)."""
+"""Commands of the generate stage (registered on the main app): generate, preview, reparse."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+DEFAULT_MODEL = "local/smollm2-135m"  # same as syphus.engine.pipeline.DEFAULT_MODEL, kept import-free
+
+TASK_HELP = "Task name (LA, SD, CGD, SN, DC, TVC, VST, E4D, ...) or 'package.module:Class' for your own task."
+ANN_HELP = "Annotation file(s) in the dataset's own format (repeat the option for several files)."
+
+
+def _options(**kw):
+    from syphus.engine.pipeline import GenerateOptions
+
+    return GenerateOptions(**kw)
+
+
+def _task_options(values: list[str]) -> dict:
+    import yaml
+
+    from schemas.errors import SyphusError
+
+    out = {}
+    for v in values:
+        if "=" not in v:
+            raise SyphusError(f"--task-option '{v}': expected NAME=VALUE")
+        k, _, raw = v.partition("=")
+        out[k.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def generate(
+    task: str = typer.Option(..., "--task", help=TASK_HELP),
+    annotations: list[Path] = typer.Option(..., "--annotations", help=ANN_HELP),
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory (created if missing)."),
+    model: str = typer.Option(
+        DEFAULT_MODEL,
+        "--model",
+        help="Model: local/smollm2-135m (offline), openai/gpt-4o, anthropic/claude-..., or the served name with --api-base.",
+    ),
+    api_base: str = typer.Option(
+        None,
+        "--api-base",
+        help="Base URL of an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp), e.g. http://127.0.0.1:8000/v1; key from SYPHUS_API_KEY.",
+    ),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto (from --model/--api-base), http, litellm or local."
+    ),
+    batch: bool = typer.Option(
+        False,
+        "--batch",
+        help="Use the OpenAI Batch API or Anthropic Message Batches (half price; resumable by batch id).",
+    ),
+    concurrency: int = typer.Option(16, "--concurrency", min=1, help="Requests in flight at once."),
+    rpm: float = typer.Option(None, "--rpm", min=0.001, help="Requests-per-minute limit."),
+    tpm: float = typer.Option(
+        None, "--tpm", min=1, help="Tokens-per-minute limit (prompt estimate + max tokens)."
+    ),
+    timeout: float = typer.Option(
+        120.0, "--timeout", min=0.01, help="Seconds before one attempt is abandoned and retried."
+    ),
+    max_cost: float = typer.Option(
+        None, "--max-cost", min=0, help="Stop cleanly before spending more than this many USD in this run."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the number of requests and the estimated cost; send nothing."
+    ),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N annotations."),
+    translate_to: str = typer.Option(
+        None, "--translate-to", help="Also translate the generated pairs into these languages, e.g. zh,ja,es."
+    ),
+    temperature: float = typer.Option(
+        0.7, "--temperature", min=0, help="Sampling temperature (part of the request key)."
+    ),
+    max_tokens: int = typer.Option(
+        1024, "--max-tokens", min=1, help="Most tokens per reply (part of the request key)."
+    ),
+    max_attempts: int = typer.Option(
+        6, "--max-attempts", min=1, help="Attempts per request before it is logged as an error."
+    ),
+    poll_interval: float = typer.Option(
+        30.0, "--poll-interval", min=0.01, help="Seconds between batch status checks (--batch)."
+    ),
+    task_option: list[str] = typer.Option(
+        [], "--task-option", help="NAME=VALUE option passed to the task (repeatable)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Generate instruction-response pairs from annotation files into the corpus.
+
+    Every request is logged in the corpus by a hash of (model, messages, parameters): rerun the
+    same command after any crash and only what is missing is requested. Exit status 3 means
+    --max-cost stopped the run.
+    """
+    from rich.console import Console
+
+    from syphus.engine.pipeline import generate as run_generate
+    from syphus.engine.pipeline import resolve_task, summary_table
+
+    console = Console(stderr=True)
+    opts = _options(
+        model=model, api_base=api_base, backend=backend, batch=batch, concurrency=concurrency, rpm=rpm, tpm=tpm,
+        timeout=timeout, max_cost=max_cost, limit=limit, temperature=temperature, max_tokens=max_tokens,
+        max_attempts=max_attempts, poll_interval=poll_interval, progress=progress,
+    )  # fmt: skip
+    t = resolve_task(task, **_task_options(task_option))
+    summary = run_generate(t, annotations, corpus, opts, console, dry_run=dry_run)
+    if dry_run:
+        from rich.table import Table
+
+        table = Table(title="syphus generate --dry-run (nothing sent)", show_header=False)
+        for k, v in summary.items():
+            table.add_row(k.replace("_", " "), f"{v:.6f}" if isinstance(v, float) else str(v))
+        Console().print(table)
+        if not summary["price_known"]:
+            console.print(f"[yellow]no price for '{model}' in litellm's table: costs shown as 0[/yellow]")
+        return
+    Console().print(summary_table(summary))
+    if summary["last_errors"]:
+        console.print("[red]last errors:[/red] " + " | ".join(summary["last_errors"][-3:]))
+    if translate_to and summary["status"] in ("done", "done_with_errors"):
+        from syphus.engine.translate import translate_run
+
+        translate_run(
+            t, annotations, corpus, opts, [x.strip() for x in translate_to.split(",") if x.strip()], console
+        )
+    if summary["status"] == "budget":
+        console.print(
+            f"[yellow]stopped: --max-cost {max_cost} reached; rerun with a higher budget to continue[/yellow]"
+        )
+        raise typer.Exit(3)
+
+
+def preview(
+    task: str = typer.Option(..., "--task", help=TASK_HELP),
+    annotations: list[Path] = typer.Option(..., "--annotations", help=ANN_HELP),
+    n: int = typer.Option(5, "-n", "--num", min=1, help="How many annotations to run."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model string, as for generate."),
+    api_base: str = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible endpoint."),
+    backend: str = typer.Option("auto", "--backend", help="auto, http, litellm or local."),
+    temperature: float = typer.Option(0.7, "--temperature", min=0, help="Sampling temperature."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Most tokens per reply."),
+    timeout: float = typer.Option(120.0, "--timeout", min=0.01, help="Seconds per attempt."),
+    task_option: list[str] = typer.Option(
+        [], "--task-option", help="NAME=VALUE option passed to the task (repeatable)."
+    ),
+) -> None:
+    """Render the full prompt and run a few annotations, printing each beside its parsed pairs.
+
+    Nothing is written to a corpus: this is the loop for tuning a task's in-context examples.
+    """
+    from rich.console import Console
+
+    from syphus.engine.pipeline import preview as run_preview
+    from syphus.engine.pipeline import resolve_task
+
+    opts = _options(model=model, api_base=api_base, backend=backend, temperature=temperature,
+                    max_tokens=max_tokens, timeout=timeout, concurrency=min(n, 8), max_attempts=3)  # fmt: skip
+    run_preview(resolve_task(task, **_task_options(task_option)), annotations, n, opts, Console())
+
+
+def reparse(
+    task: str = typer.Option(..., "--task", help=TASK_HELP),
+    annotations: list[Path] = typer.Option(..., "--annotations", help=ANN_HELP),
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory holding the stored replies."),
+    task_option: list[str] = typer.Option(
+        [], "--task-option", help="NAME=VALUE option passed to the task (repeatable)."
+    ),
+) -> None:
+    """Re-run the task's current parser over the stored raw replies: no request is sent.
+
+    Pairs and quarantine entries of those replies are replaced by what the parser says now.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from syphus.engine.pipeline import reparse as run_reparse
+    from syphus.engine.pipeline import resolve_task
+
+    summary = run_reparse(
+        resolve_task(task, **_task_options(task_option)), annotations, corpus, Console(stderr=True)
+    )
+    table = Table(title="syphus reparse", show_header=False)
+    for k, v in summary.items():
+        table.add_row(k.replace("_", " "), str(v))
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("generate")(generate)
+    app.command("preview")(preview)
+    app.command("reparse")(reparse)

@@ -1,0 +1,515 @@
+"""``syphus generate`` / ``preview`` / ``reparse``: annotations in, pairs in the corpus out.
+
+For each annotation the task renders chat messages; the request key is the hash of (model,
+messages, parameters). Keys already finished in the corpus's request log are skipped, the
+rest go to the scheduler (or a batch API); every reply is journaled at once, parsed by the
+task, and folded into the corpus with its pairs, or quarantined with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from curation.store import DB_NAME, Corpus, InstructionRow
+from schemas.errors import SyphusError
+from syphus.engine.backends import ChatRequest, Completion
+from syphus.engine.pricing import estimate_tokens, price_of
+from syphus.engine.requestlog import Ingest, RequestLog, RequestRecord, request_key
+from syphus.engine.scheduler import Outcome, Scheduler, SchedulerConfig, Stats
+from syphus.tasks.base import Annotation, ResponseParseError, Task
+
+DEFAULT_MODEL = "local/smollm2-135m"
+
+
+@dataclass
+class GenerateOptions:
+    model: str = DEFAULT_MODEL
+    api_base: str | None = None
+    backend: str = "auto"
+    batch: bool = False
+    concurrency: int = 16
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float = 120.0
+    max_cost: float | None = None
+    limit: int | None = None
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    max_attempts: int = 6
+    poll_interval: float = 30.0
+    progress: bool = True
+    task_options: dict[str, Any] = field(default_factory=dict)
+
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+
+
+# -- tasks and requests ------------------------------------------------------------------------
+
+
+def resolve_task(name: str, **options: Any) -> Task:
+    """A registered task name (``LA``, ``DC``, ...), or ``package.module:Class`` for your own."""
+    if ":" in name:
+        mod_name, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise SyphusError(f"--task {name}: cannot import ({e})") from e
+        return factory(**options)
+    try:
+        from syphus.tasks.registry import get_task
+    except ImportError as e:
+        raise SyphusError(f"--task {name}: the task registry is not available ({e})") from e
+    return get_task(name, **options)
+
+
+def task_of(task: Task, ann: Annotation) -> str:
+    return str(ann.extra.get("task") or task.name)
+
+
+def lang_of(task: Task, ann: Annotation) -> str:
+    return str(ann.extra.get("lang") or getattr(task, "lang", "en"))
+
+
+def load_annotations(task: Task, paths: Iterable[Path], limit: int | None) -> list[Annotation]:
+    anns: list[Annotation] = []
+    for ann in task.read([Path(p) for p in paths]):
+        if limit is not None and len(anns) >= limit:
+            break
+        anns.append(ann)
+    return anns
+
+
+def build_requests(
+    task: Task, anns: list[Annotation], model: str, params: dict[str, Any]
+) -> tuple[list[ChatRequest], int]:
+    """One request per annotation; identical prompts are asked once. Returns (requests, merged)."""
+    seen: set[str] = set()
+    out: list[ChatRequest] = []
+    for ann in anns:
+        msgs = task.messages(ann)
+        key = request_key(model, msgs, params)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(
+            ChatRequest(
+                key=key,
+                model=model,
+                messages=msgs,
+                params=dict(params),
+                task=task_of(task, ann),
+                source_id=ann.id,
+                est_prompt_tokens=estimate_tokens(msgs),
+                ctx=ann,
+            )  # fmt: skip
+        )
+    return out, len(anns) - len(out)
+
+
+def make_ingest(
+    task: Task, ann: Annotation, key: str, text: str, finish_reason: str | None, run_id: str
+) -> Ingest:
+    """Parse one reply: pairs with ids derived from the request key, or one quarantine entry."""
+    name = task_of(task, ann)
+    where = {"source": key, "record_id": ann.id, "raw": text}
+    if not text.strip():
+        return Ingest(run_id, quarantine=[{"reason": "empty reply", **where}])
+    if finish_reason == "length":
+        # a cut reply usually ends in half an answer: keep it out, raw kept for a rerun with more tokens
+        return Ingest(
+            run_id,
+            quarantine=[{"reason": "reply truncated (finish_reason=length); raise --max-tokens", **where}],
+        )
+    try:
+        pairs = task.parse(text, ann)
+    except ResponseParseError as e:
+        return Ingest(run_id, quarantine=[{"reason": f"unparseable: {e}", **where}])
+    except Exception as e:  # a parser bug must not lose a paid reply: keep it for reparse
+        return Ingest(run_id, quarantine=[{"reason": f"parser error: {type(e).__name__}: {e}", **where}])
+    if not pairs:
+        return Ingest(run_id, quarantine=[{"reason": "the reply has no pairs", **where}])
+    rows = [
+        InstructionRow(
+            id=f"{name}_INS_{key[:16]}_{i:02d}",
+            task=name,
+            instruction=p.instruction,
+            answer=p.answer,
+            image_ids=list(ann.image_ids),
+            lang=lang_of(task, ann),
+            source_id=ann.id,
+            extra={"request_key": key},
+        )  # fmt: skip
+        for i, p in enumerate(pairs)
+    ]
+    return Ingest(run_id, rows=rows)
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+
+def make_progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} req/s"),
+        TextColumn("{task.fields[tps]:.0f} tok/s"),
+        TextColumn("${task.fields[cost]:.4f}"),
+        TextColumn("[red]{task.fields[errors]} err"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    t = Table(title=f"syphus generate: {summary['status']}", show_header=False)
+    for k, v in summary.items():
+        if k in ("status", "last_errors"):
+            continue
+        t.add_row(k.replace("_", " "), f"{v:.6f}" if isinstance(v, float) and k == "cost_usd" else
+                  (f"{v:.2f}" if isinstance(v, float) else str(v)))  # fmt: skip
+    return t
+
+
+# -- generate ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    requests: list[ChatRequest]
+    merged: int
+    already_done: int
+    todo: list[ChatRequest]
+
+
+class Generation:
+    """One ``syphus generate`` run on an open corpus."""
+
+    def __init__(self, task: Task, corpus: Corpus, opts: GenerateOptions, console: Console):
+        self.task = task
+        self.corpus = corpus
+        self.opts = opts
+        self.console = console
+        self.log = RequestLog(corpus)
+        self.price = price_of(opts.model, batch=opts.batch)
+        self.stats = Stats()
+        self.run_id: str | None = None
+        self.backend_name = "batch" if opts.batch else opts.backend
+
+    def plan(self, reqs: list[ChatRequest], merged: int) -> Plan:
+        done = self.log.done_keys(r.key for r in reqs)
+        return Plan(reqs, merged, len(done), [r for r in reqs if r.key not in done])
+
+    def ingest_finished(self, reqs: list[ChatRequest]) -> int:
+        """Pairs of replies a killed run received but did not store yet (no request needed)."""
+        by_key = {r.key: r for r in reqs}
+        recs = self.log.uningested(by_key)
+        for rec in recs:
+            ann = by_key[rec.key].ctx
+            self.log.add_ingest(
+                rec.key, make_ingest(self.task, ann, rec.key, rec.raw or "", rec.finish_reason, self.run_id)
+            )
+        self.log.fold()
+        return len(recs)
+
+    def on_outcome(self, o: Outcome) -> None:
+        import datetime as dt
+
+        req = o.req
+        started = dt.datetime.fromtimestamp(o.started_at, dt.timezone.utc).replace(tzinfo=None)
+        c = o.completion
+        if c is None:
+            self.log.record(
+                RequestRecord(
+                    key=req.key,
+                    model=req.model,
+                    status="error",
+                    task=req.task,
+                    source_id=req.source_id,
+                    error=o.error,
+                    attempts=o.attempts,
+                    run_id=self.run_id,
+                    backend=self.backend_name,
+                    started_at=started,
+                    latency_s=o.latency_s,
+                )  # fmt: skip
+            )
+            self.stats.note_error(o.error or "error")
+            return
+        rec = RequestRecord(
+            key=req.key, model=req.model, status="done", task=req.task, source_id=req.source_id, raw=c.text,
+            finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+            cost=self.price.cost(c.prompt_tokens, c.completion_tokens), attempts=o.attempts, run_id=self.run_id,
+            backend=self.backend_name, started_at=started, latency_s=o.latency_s,
+        )  # fmt: skip
+        ing = make_ingest(self.task, req.ctx, req.key, c.text, c.finish_reason, self.run_id)
+        self.stats.pairs += len(ing.rows)
+        self.stats.quarantined += len(ing.quarantine)
+        self.log.record(rec, ing)
+
+    async def _tick(self, progress: Progress, pid) -> None:
+        last_fold = time.monotonic()
+        while True:
+            await asyncio.sleep(0.25)
+            s = self.stats
+            el = s.elapsed()
+            progress.update(pid, completed=s.done + s.errors, rate=(s.done + s.errors) / el,
+                            tps=(s.prompt_tokens + s.completion_tokens) / el, cost=s.cost, errors=s.errors)  # fmt: skip
+            if time.monotonic() - last_fold >= 1.0:
+                self.log.fold()  # keep the database close to the journal; each fold is one transaction
+                last_fold = time.monotonic()
+
+    async def _run_async(self, todo: list[ChatRequest]) -> tuple[str | None, BaseException | None]:
+        from syphus.engine.backends import make_backend
+
+        self.stats = Stats(total=len(todo))
+        progress = make_progress(self.console, self.opts.progress)
+        with progress:
+            pid = progress.add_task("generate", total=len(todo), rate=0.0, tps=0.0, cost=0.0, errors=0)
+            ticker = asyncio.create_task(self._tick(progress, pid))
+            try:
+                if self.opts.batch:
+                    from syphus.engine.batch import run_batch
+
+                    reason = await run_batch(self, todo)
+                    return reason, None
+                backend = make_backend(self.opts.model, api_base=self.opts.api_base, concurrency=self.opts.concurrency,
+                                       timeout=self.opts.timeout, backend=self.opts.backend)  # fmt: skip
+                self.backend_name = backend.name
+                cfg = SchedulerConfig(
+                    concurrency=self.opts.concurrency, rpm=self.opts.rpm, tpm=self.opts.tpm, timeout=self.opts.timeout,
+                    max_attempts=self.opts.max_attempts, max_cost=self.opts.max_cost,
+                )  # fmt: skip
+                sched = Scheduler(backend, cfg, self.price, self.on_outcome, self.stats)
+                try:
+                    await sched.run(todo)
+                finally:
+                    await backend.aclose()
+                return sched.stop_reason, sched.fatal
+            finally:
+                ticker.cancel()
+                s = self.stats
+                progress.update(pid, completed=s.done + s.errors)
+
+    def run(self, plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
+        self.run_id = self.corpus.start_run("generate", config)
+        resumed = self.ingest_finished(plan.requests)
+        status, fatal = "failed", None
+        t0 = time.perf_counter()
+        try:
+            reason, fatal = asyncio.run(self._run_async(plan.todo))
+            status = {"budget": "budget", "fatal": "failed"}.get(reason or "", "done")
+            if status == "done" and self.stats.errors:
+                status = "done_with_errors"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.log.close()
+            s = self.stats
+            wall = time.perf_counter() - t0
+            summary = {
+                "status": status,
+                "annotations": len(plan.requests) + plan.merged,
+                "requests": len(plan.requests),
+                "already_done": plan.already_done,
+                "stored_from_earlier_replies": resumed,
+                "sent": s.done + s.errors,
+                "done": s.done,
+                "errors": s.errors,
+                "retries": s.retries,
+                "pairs": s.pairs,
+                "quarantined": s.quarantined,
+                "prompt_tokens": s.prompt_tokens,
+                "completion_tokens": s.completion_tokens,
+                "cost_usd": s.cost,
+                "price_known": self.price.known,
+                "wall_s": wall,
+                "req_per_s": (s.done + s.errors) / wall if wall > 0 else 0.0,
+                "tok_per_s": (s.prompt_tokens + s.completion_tokens) / wall if wall > 0 else 0.0,
+                "last_errors": list(s.last_errors),
+            }
+            self.corpus.finish_run(self.run_id, status, summary)
+        if fatal is not None:
+            raise fatal
+        return summary
+
+
+def _config_of(task: Task, paths: list[Path], opts: GenerateOptions) -> dict[str, Any]:
+    d = asdict(opts)
+    d["task"] = task.name
+    d["annotations"] = [str(p) for p in paths]
+    return d  # never holds a key: keys are read from env/config by the backends only
+
+
+def estimate(plan: Plan, opts: GenerateOptions, log: RequestLog | None) -> dict[str, Any]:
+    """What a run would send and cost, without sending anything."""
+    price = price_of(opts.model, batch=opts.batch)
+    ptoks = sum(r.est_prompt_tokens for r in plan.todo)
+    typical = log.mean_completion_tokens(opts.model) if log else None
+    ctoks_max = len(plan.todo) * opts.max_tokens
+    ctoks = int(len(plan.todo) * typical) if typical else ctoks_max
+    return {
+        "requests": len(plan.requests),
+        "already_done": plan.already_done,
+        "to_send": len(plan.todo),
+        "est_prompt_tokens": ptoks,
+        "est_completion_tokens": ctoks,
+        "completion_tokens_basis": "mean of earlier replies" if typical else "max_tokens (upper bound)",
+        "est_cost_usd": price.cost(ptoks, ctoks),
+        "max_cost_usd": price.cost(ptoks, ctoks_max),
+        "price_known": price.known,
+    }
+
+
+def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOptions, console: Console,
+             *, dry_run: bool = False) -> dict[str, Any]:  # fmt: skip
+    anns = load_annotations(task, paths, opts.limit)
+    if not anns:
+        raise SyphusError(f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}")
+    reqs, merged = build_requests(task, anns, opts.model, opts.params())
+    if dry_run:
+        if not (Path(corpus_dir) / DB_NAME).exists():
+            return estimate(Plan(reqs, merged, 0, reqs), opts, None)
+        with Corpus(corpus_dir) as corpus:
+            log = RequestLog(corpus)
+            try:
+                done = log.done_keys(r.key for r in reqs)
+                plan = Plan(reqs, merged, len(done), [r for r in reqs if r.key not in done])
+                return estimate(plan, opts, log)
+            finally:
+                log.close()
+    with Corpus(corpus_dir) as corpus:
+        gen = Generation(task, corpus, opts, console)
+        plan = gen.plan(reqs, merged)
+        return gen.run(plan, _config_of(task, paths, opts))
+
+
+# -- reparse -------------------------------------------------------------------------------------
+
+
+def reparse(task: Task, paths: list[Path], corpus_dir: Path, console: Console) -> dict[str, Any]:
+    """Re-run the task's current parser over every stored reply to these annotations. No requests."""
+    anns = {}
+    for ann in load_annotations(task, paths, None):
+        anns[(task_of(task, ann), ann.id)] = ann
+    with Corpus(corpus_dir, create=False) as corpus:
+        log = RequestLog(corpus)
+        run_id = corpus.start_run("reparse", {"task": task.name, "annotations": [str(p) for p in paths]})
+        rows = corpus.con.execute(
+            "SELECT key, task, source_id, raw, finish_reason FROM requests WHERE status = 'done' "
+            "AND task IN (SELECT unnest(?::VARCHAR[]))",
+            [sorted({t for t, _ in anns})],
+        ).fetchall()
+        matched = [(r, anns[(r[1], r[2])]) for r in rows if (r[1], r[2]) in anns]
+        pairs = quarantined = 0
+        before = corpus.con.execute(
+            "SELECT count(*) FROM instructions WHERE task IN (SELECT unnest(?::VARCHAR[]))",
+            [sorted({t for t, _ in anns})],
+        ).fetchone()[0]
+        with corpus.transaction() as con:
+            keys = [r[0] for r, _ in matched]
+            con.execute(
+                "DELETE FROM instruction_images WHERE ins_id IN (SELECT id FROM instructions "
+                "WHERE json_extract_string(extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[])))",
+                [keys],
+            )
+            con.execute(
+                "DELETE FROM instructions WHERE json_extract_string(extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[]))",
+                [keys],
+            )
+            con.execute(
+                "DELETE FROM quarantine WHERE stage = 'generate' AND source IN (SELECT unnest(?::VARCHAR[]))",
+                [keys],
+            )
+            con.execute(
+                "UPDATE requests SET ingested = FALSE WHERE key IN (SELECT unnest(?::VARCHAR[]))", [keys]
+            )
+        for (key, _t, _s, raw, finish), ann in matched:
+            ing = make_ingest(task, ann, key, raw or "", finish, run_id)
+            pairs += len(ing.rows)
+            quarantined += len(ing.quarantine)
+            log.add_ingest(key, ing)
+        log.close()
+        summary = {"status": "done", "replies": len(matched), "pairs_before": before, "pairs": pairs,
+                   "quarantined": quarantined, "requests_sent": 0}  # fmt: skip
+        corpus.finish_run(run_id, "done", summary)
+    return summary
+
+
+# -- preview -------------------------------------------------------------------------------------
+
+
+def preview(task: Task, paths: list[Path], n: int, opts: GenerateOptions, console: Console,
+            *, show_prompt: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    """Render the full prompt of the first annotation and run ``n`` of them, without a corpus."""
+    from rich.panel import Panel
+
+    from syphus.engine.backends import make_backend
+
+    anns = load_annotations(task, paths, n)
+    if not anns:
+        raise SyphusError(f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}")
+    reqs, _ = build_requests(task, anns, opts.model, opts.params())
+    if show_prompt:
+        text = "\n\n".join(f"[bold]{m['role']}[/bold]\n{m['content']}" for m in reqs[0].messages)
+        console.print(Panel(text, title=f"prompt for annotation {anns[0].id}", expand=False))
+    results: list[dict[str, Any]] = []
+    price = price_of(opts.model)
+
+    def on_outcome(o: Outcome) -> None:
+        ann = o.req.ctx
+        entry: dict[str, Any] = {"annotation": ann.id, "pairs": [], "error": o.error, "raw": None}
+        if o.completion is not None:
+            entry["raw"] = o.completion.text
+            ing = make_ingest(task, ann, o.req.key, o.completion.text, o.completion.finish_reason, "preview")
+            entry["pairs"] = [{"instruction": r.instruction, "answer": r.answer} for r in ing.rows]
+            if ing.quarantine:
+                entry["error"] = ing.quarantine[0]["reason"]
+        results.append(entry)
+
+    async def go() -> None:
+        backend = make_backend(opts.model, api_base=opts.api_base, concurrency=opts.concurrency,
+                               timeout=opts.timeout, backend=opts.backend)  # fmt: skip
+        cfg = SchedulerConfig(
+            concurrency=opts.concurrency, timeout=opts.timeout, max_attempts=opts.max_attempts
+        )
+        try:
+            await Scheduler(backend, cfg, price, on_outcome).run(reqs)
+        finally:
+            await backend.aclose()
+
+    asyncio.run(go())
+    order = {a.id: i for i, a in enumerate(anns)}
+    results.sort(key=lambda e: order.get(e["annotation"], 0))
+    for e in results:
+        ann = anns[order[e["annotation"]]]
+        t = Table(title=f"annotation {ann.id}", show_lines=True, expand=True)
+        t.add_column("annotation", ratio=1)
+        t.add_column("parsed pairs", ratio=1)
+        left = ann.data.model_dump_json(indent=1) if hasattr(ann.data, "model_dump_json") else str(ann.data)
+        if e["pairs"]:
+            right = "\n\n".join(
+                f"[bold]Q:[/bold] {p['instruction']}\n[bold]A:[/bold] {p['answer']}" for p in e["pairs"]
+            )
+        else:
+            right = f"[red]{e['error']}[/red]\n\n{e['raw'] or ''}"
+        t.add_row(left[:4000], right)
+        console.print(t)
+    return results
+
+
+__all__ = ["GenerateOptions", "generate", "reparse", "preview", "resolve_task", "Completion", "DEFAULT_MODEL"]

@@ -1,0 +1,1 @@
+"""Test fixtures that ship with the package so tests and benchmarks share them."""
