@@ -314,7 +314,6 @@ class EgoWindowRecord(BaseModel):
     end: float
     narrations: list[EgoNarration]
     summary: str = ""
-    objects: list[str] = []
 
 
 # -- generated pairs to translate -----------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 
 class Pair(BaseModel):
@@ -49,3 +49,78 @@ class Task(Protocol):
 
     def parse(self, text: str, ann: Annotation) -> list[Pair]:
         """Parse a reply into pairs; raise ResponseParseError with the reason."""
+
+
+# -- shared implementation ------------------------------------------------------------------
+# Everything below is an optional base class for tasks; the contract above is all the engine
+# relies on. Annotation.extra["task"], when set, names the task the pairs of that annotation
+# belong to when one Task emits several kinds (LA emits LACONV, LADD and LACR).
+
+
+class TaskOptions(BaseModel):
+    """Options every task accepts (``get_task(name, **options)``); tasks add their own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = None  # a prompt YAML to use instead of the packaged one
+    image_id_pattern: str | None = None  # overrides the task's default image id pattern
+    min_pairs: int = 1
+    max_pairs: int = 50
+
+
+class BaseTask:
+    """Shared code: options, prompt loading, message assembly, the generic pair parser.
+
+    Subclasses set ``name``, ``prompt_name``, ``default_image_id_pattern`` and ``Options``, and
+    implement ``read`` and ``render_query``.
+    """
+
+    name: str = ""
+    prompt_name: str = ""
+    lang: str = "en"
+    default_image_id_pattern: str = ""
+    Options: type[TaskOptions] = TaskOptions
+
+    def __init__(self, **options: Any):
+        from pydantic import ValidationError
+
+        from prompts import load_prompt
+        from schemas.errors import first_validation_error
+
+        try:
+            self.options = self.Options.model_validate(options)
+        except ValidationError as e:
+            raise first_validation_error(e, where=f"task {self.name} options") from e
+        self.prompt = load_prompt(self.options.prompt or self.prompt_name)
+        self.image_id_pattern = self.options.image_id_pattern or self.default_image_id_pattern
+
+    def read(self, paths: list[Path]) -> Iterator[Annotation]:
+        raise NotImplementedError
+
+    def render_query(self, ann: Annotation) -> str:
+        raise NotImplementedError
+
+    def messages(self, ann: Annotation) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.prompt.system},
+            *self.prompt.turns(),
+            {"role": "user", "content": self.render_query(ann)},
+        ]
+
+    def parse(self, text: str, ann: Annotation) -> list[Pair]:
+        from syphus.tasks.parsing import parse_pairs
+
+        return parse_pairs(text, min_pairs=self.options.min_pairs, max_pairs=self.options.max_pairs)
+
+    def image_id(self, where: str, **fields: Any) -> str:
+        """Format ``self.image_id_pattern`` with the named fields; a bad pattern names itself."""
+        from schemas.errors import SyphusError
+
+        try:
+            return self.image_id_pattern.format(**fields)
+        except (KeyError, IndexError, ValueError) as e:
+            raise SyphusError(
+                f"task {self.name}: image_id_pattern {self.image_id_pattern!r} cannot be filled for {where}: "
+                f"{type(e).__name__}: {e}",
+                hint=f"available fields: {', '.join(sorted(fields))}",
+            ) from e

@@ -1,0 +1,69 @@
+"""CGD (COCO general difference): two similar COCO images -> pairs about what differs.
+
+Input: COCO ``captions_*.json`` and ``instances_*.json`` (both required: similarity is judged
+from the object categories). Two images are "similar" when they contain exactly the same set
+of object categories; within each such group, images are paired in id order (1st with 2nd,
+3rd with 4th, ...), so the pairing is deterministic and each image is used at most once.
+Groups with fewer than ``min_shared`` categories are skipped.
+
+Image ids: ``image_id_pattern`` formatted with ``image_id`` (int), ``file_name`` and ``stem``
+of each image; default ``CGD_IMG_{image_id:012d}``. The annotation id is ``<id1>-<id2>``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+from schemas.annotations import CocoPairRecord
+from schemas.errors import SyphusError
+from syphus.tasks.base import Annotation, BaseTask, TaskOptions
+from syphus.tasks.coco import image_fields, image_record, iter_captioned, load_coco, render_image
+from syphus.tasks.readers import check_paths
+
+
+class CGDOptions(TaskOptions):
+    max_objects: int = 20
+    min_shared: int = 1  # fewest object categories two paired images must share
+
+
+class CGDTask(BaseTask):
+    name = "CGD"
+    prompt_name = "cgd"
+    default_image_id_pattern = "CGD_IMG_{image_id:012d}"
+    Options = CGDOptions
+
+    def read(self, paths: list[Path]) -> Iterator[Annotation]:
+        paths = check_paths(paths, self.name)
+        idx = load_coco(paths)
+        if not idx.has_captions or not idx.objects:
+            raise SyphusError(
+                f"task {self.name}: needs a COCO captions_*.json and an instances_*.json file "
+                f"(got {[str(p) for p in paths]})"
+            )
+        groups: dict[frozenset[str], list[int]] = defaultdict(list)
+        for image_id in iter_captioned(idx):
+            cats = frozenset(name for _, name, _ in idx.objects.get(image_id, []))
+            if len(cats) >= self.options.min_shared:
+                groups[cats].append(image_id)
+        pairs = []
+        for cats, ids in groups.items():
+            ids = sorted(ids)
+            pairs += [(ids[i], ids[i + 1], sorted(cats)) for i in range(0, len(ids) - 1, 2)]
+        for a, b, cats in sorted(pairs):
+            first = image_record(idx, a, max_objects=self.options.max_objects)
+            second = image_record(idx, b, max_objects=self.options.max_objects)
+            yield Annotation(
+                id=f"{a}-{b}",
+                image_ids=[
+                    self.image_id(f"image {a}", **image_fields(first)),
+                    self.image_id(f"image {b}", **image_fields(second)),
+                ],
+                data=CocoPairRecord(first=first, second=second, shared_categories=cats),
+                source_file=idx.source[a],
+            )
+
+    def render_query(self, ann: Annotation) -> str:
+        rec: CocoPairRecord = ann.data
+        return f"Image 1\n{render_image(rec.first)}\n\nImage 2\n{render_image(rec.second)}"
