@@ -1,0 +1,114 @@
+"""The training config YAML read by ``syphus train --config``.
+
+Example::
+
+    model:                      # passed to OtterConfig when starting from scratch
+      vision_encoder: tiny
+      lm: tiny-llama
+      cross_attn_every_n_layers: 1
+    init_from: null             # or a saved Otter folder / an OpenFlamingo checkpoint
+    train_lm: false
+    train_vision: false
+    batch_size: 4               # per device, per micro-step
+    grad_accum: 1
+    max_steps: 200              # or epochs: 3
+    lr: 1.0e-4
+    warmup_steps: 10
+    zero_stage: 2
+    save_every: 50
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.errors import SyphusError, first_validation_error
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | None = None
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: dict[str, Any] = Field(default_factory=dict, description="OtterConfig fields for a fresh model")
+    init_from: str | None = Field(None, description="a saved Otter folder or checkpoint to start from")
+    train_lm: bool = False
+    train_vision: bool = False
+    lora: LoraSettings | None = None
+
+    prompt_format: str = "otter"
+    max_length: int = Field(1024, ge=8)
+    resample_frames: int = Field(8, ge=1)
+    max_context: int | None = Field(None, ge=0)
+    supervise_context: bool = True
+    shuffle_buffer: int = Field(1024, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+    batch_size: int = Field(4, ge=1, description="samples per device per micro-step")
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0)
+
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int | None = Field(None, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    clip_grad: float = Field(1.0, gt=0)
+
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False
+
+    seed: int = 42
+    save_every: int = Field(100, ge=1, description="checkpoint every N optimizer steps")
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(1, ge=1)
+    tensorboard: bool = True
+    wandb_project: str | None = None
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainConfig:
+        if self.max_steps is None and self.epochs is None:
+            raise ValueError("give max_steps or epochs")
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage: 3")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
+        return self
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config YAML; errors name the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise SyphusError(f"{path}: training config not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise SyphusError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise SyphusError(f"{path}: invalid YAML at {where}") from e
+    if not isinstance(raw, dict):
+        raise SyphusError(f"{path}: expected a mapping of training settings")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        raise first_validation_error(e, where=str(path)) from e

@@ -1,0 +1,141 @@
+"""Test data for the trainer: shards and MIMIC-IT files written directly, and PIL-drawn images."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, ImageDraw
+
+from schemas.shards import ShardFiles, ShardManifest
+
+CONTEXT = pa.struct(
+    [
+        ("id", pa.string()),
+        ("instruction", pa.string()),
+        ("answer", pa.string()),
+        ("image_ids", pa.list_(pa.string())),
+    ]
+)
+PART_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("task", pa.string()),
+        ("lang", pa.string()),
+        ("media", pa.string()),
+        ("instruction", pa.string()),
+        ("answer", pa.string()),
+        ("image_ids", pa.list_(pa.string())),
+        ("context", pa.list_(CONTEXT)),
+    ]
+)
+IMAGES_SCHEMA = pa.schema([("image_id", pa.string()), ("bytes", pa.binary())])
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (40, 60, 230), "yellow": (230, 220, 30)}
+
+
+def draw(
+    shape: str = "circle", colour: str = "red", where: str = "left", size: int = 32, blank: bool = False
+) -> bytes:
+    """PNG bytes of one shape on white; ``blank`` gives the same canvas without the shape."""
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    if not blank:
+        d = ImageDraw.Draw(img)
+        r = size // 5
+        cx = {"left": size // 4, "right": 3 * size // 4, "middle": size // 2}[where]
+        cy = size // 2
+        box = (cx - r, cy - r, cx + r, cy + r)
+        if shape == "circle":
+            d.ellipse(box, fill=COLOURS[colour])
+        elif shape == "square":
+            d.rectangle(box, fill=COLOURS[colour])
+        else:
+            d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=COLOURS[colour])
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def row(
+    id: str,
+    instruction: str,
+    answer: str,
+    image_ids: list[str],
+    *,
+    task: str = "SYN",
+    lang: str = "en",
+    media: str = "image",
+    context: list[dict] | None = None,
+) -> dict:
+    return {
+        "id": id,
+        "task": task,
+        "lang": lang,
+        "media": media if image_ids else "none",
+        "instruction": instruction,
+        "answer": answer,
+        "image_ids": image_ids,
+        "context": context or [],
+    }
+
+
+def write_shards(root: Path, rows: list[dict], images: dict[str, bytes], rows_per_part: int = 1000) -> Path:
+    """A shard directory in the ``schemas/shards.py`` format (what ``syphus export shards`` writes)."""
+    root.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for p, start in enumerate(range(0, len(rows), rows_per_part)):
+        chunk = rows[start : start + rows_per_part]
+        need = sorted(
+            {i for r in chunk for i in r["image_ids"]}
+            | {i for r in chunk for c in r["context"] for i in c["image_ids"]}
+        )
+        need = [i for i in need if i in images]
+        ins, img = f"part-{p:05d}.parquet", f"images-{p:05d}.parquet"
+        pq.write_table(pa.Table.from_pylist(chunk, schema=PART_SCHEMA), root / ins, row_group_size=64)
+        table = pa.table({"image_id": need, "bytes": [images[i] for i in need]}, schema=IMAGES_SCHEMA)
+        pq.write_table(table, root / img, row_group_size=64, compression="none")
+        parts.append(ShardFiles(instructions=ins, images=img, rows=len(chunk), images_rows=len(need)))
+    manifest = ShardManifest(created_at="2026-01-01T00:00:00+00:00", rows=len(rows), shards=parts)
+    (root / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+    return root
+
+
+def write_mimicit(
+    root: Path, name: str, records: dict[str, dict], images: dict[str, bytes], train: dict | None = None
+):
+    """Original MIMIC-IT files: instructions JSON, a pandas-style images parquet, optional train JSON."""
+    root.mkdir(parents=True, exist_ok=True)
+    ins = root / f"{name}_instructions.json"
+    ins.write_text(json.dumps({"meta": {"version": "0.0.1"}, "data": records}))
+    import pandas as pd
+
+    df = pd.DataFrame({"base64": [base64.b64encode(b).decode() for b in images.values()]}, index=list(images))
+    par = root / f"{name}.parquet"
+    df.to_parquet(par)
+    tr = None
+    if train is not None:
+        tr = root / f"{name}_train.json"
+        tr.write_text(json.dumps(train))
+    return ins, par, tr
+
+
+def tiny_processing(image_size: int = 32):
+    """The tiny tokenizer with Otter's special tokens, their ids, and an image processor."""
+    from trainer.model.language import add_special_tokens, build_tiny_tokenizer
+    from trainer.model.vision import OtterImageProcessor
+    from trainer.prompting import SpecialTokens
+
+    tok = build_tiny_tokenizer()
+    ids = add_special_tokens(tok)
+    special = SpecialTokens(
+        media_id=ids["media_token_id"],
+        endofchunk_id=ids["endofchunk_token_id"],
+        answer_id=ids["answer_token_id"],
+        pad_id=ids["pad_token_id"],
+        bos_id=tok.bos_token_id,
+    )
+    return tok, special, OtterImageProcessor(image_size=image_size)
