@@ -146,7 +146,10 @@ class ShardSource:
         n = 0
         for s in self.manifest.shards:
             t = pq.read_table(self.root / s.instructions, columns=["task", "lang"])
-            n += sum(self._keep(a, b) for a, b in zip(t.column(0).to_pylist(), t.column(1).to_pylist()))
+            n += sum(
+                self._keep(a, b)
+                for a, b in zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True)
+            )
         return n
 
     def records(self) -> Iterator[Record]:
@@ -341,7 +344,7 @@ class MixStream(torch.utils.data.IterableDataset):
                 r.source = index
                 yield r
         if rest:
-            for r, take in zip(d.source.records(), _select(d.count, rest, rng)):
+            for r, take in zip(d.source.records(), _select(d.count, rest, rng), strict=False):
                 if take:
                     r.source = index
                     yield r

@@ -62,7 +62,7 @@ def test_labels_cover_only_answers_and_their_endofchunk(proc):
     ids, labels = enc.input_ids, enc.labels
     assert ids.count(special.media_id) == 2
     assert ids.count(special.answer_id) == 2
-    supervised = [t for t, lab in zip(ids, labels) if lab != IGNORE_INDEX]
+    supervised = [t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX]
     assert supervised == [lab for lab in labels if lab != IGNORE_INDEX]
     text = tok.decode([t for t in supervised if t != special.endofchunk_id])
     assert text.split() == ["red", "blue"]
@@ -81,7 +81,7 @@ def test_text_only_has_no_image_token_and_context_can_be_unsupervised(proc):
         [Turn("Say yes", "yes", 0), Turn("Say no", "no", 0)], supervise_context=False
     )
     assert special.media_id not in enc.input_ids
-    sup = [t for t, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE_INDEX]
+    sup = [t for t, lab in zip(enc.input_ids, enc.labels, strict=True) if lab != IGNORE_INDEX]
     assert tok.decode([t for t in sup if t != special.endofchunk_id]).strip() == "no"
 
 
