@@ -2,8 +2,44 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 
+def report(
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus folder (holds corpus.duckdb and images/)."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write (self-contained)."),
+    run: str | None = typer.Option(
+        None,
+        "--run",
+        help="Show only this run: its pairs, the context sets it assigned, its quarantine and figures.",
+    ),
+    train_dir: Path | None = typer.Option(
+        None,
+        "--train-dir",
+        help="Training output folder: adds its loss curve (loss PNG, trainer_state.json or JSONL metrics) "
+        "and eval samples (*eval*.jsonl).",
+    ),
+    samples: int = typer.Option(8, "--samples", help="Samples (source annotations) shown per task."),
+) -> None:
+    """Write one self-contained HTML page showing a corpus: per task, samples with thumbnails, their
+    annotation, generated pairs and in-context examples; quarantined outputs; per-run counts,
+    tokens, cost and req/s; and a training run's loss curve and eval samples."""
+    from syphus.report import build_report
+    from syphus.ui import console, progress_bar
+
+    with progress_bar("report", None) as advance:
+        s = build_report(
+            corpus, out, run_id=run, train_dir=train_dir, samples_per_task=samples, progress=advance
+        )
+    tasks = ", ".join(f"{t} {n}" for t, n in s.tasks.items()) or "none"
+    console.print(
+        f"samples shown: {s.samples} ({tasks}); pairs: {s.pairs}; quarantined: {s.quarantined}; runs: {s.runs}"
+        + ("; training: yes" if s.training else "")
+    )
+    typer.echo(f"report: {s.out.resolve()} ({s.nbytes / 1e6:.2f} MB)")
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("report")(report)
