@@ -179,6 +179,7 @@ def import_mimicit(
     task: str | None = None,
     skip_bad: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    rows_per_shard: int = 4096,
     progress: Progress | None = None,
 ) -> ImportReport:
     """Import one MIMIC-IT instructions file (+ images, + train config) into the corpus.
@@ -204,7 +205,14 @@ def import_mimicit(
     report = ImportReport(run_id)
     try:
         _import_images(
-            corpus, images, run_id, report, skip_bad=skip_bad, max_pixels=max_pixels, progress=progress
+            corpus,
+            images,
+            run_id,
+            report,
+            skip_bad=skip_bad,
+            max_pixels=max_pixels,
+            rows_per_shard=rows_per_shard,
+            progress=progress,
         )
         _import_records(corpus, instructions, records, train_map, task, run_id, report, skip_bad=skip_bad)
         corpus.finish_run(run_id, "done", report.__dict__)
@@ -225,10 +233,10 @@ def _task_from(path: Path, records: dict[str, InstructionRecord]) -> str:
     return stem or "UNKNOWN"
 
 
-def _import_images(corpus, paths, run_id, report, *, skip_bad, max_pixels, progress, source=None) -> None:
+def _import_images(corpus, paths, run_id, report, *, skip_bad, max_pixels, rows_per_shard, progress) -> None:
     if not paths:
         return
-    with corpus.image_writer(run_id, max_pixels=max_pixels, source=source) as w:
+    with corpus.image_writer(run_id, max_pixels=max_pixels, rows_per_shard=rows_per_shard) as w:
         for path in paths:
             for iid, b64, where in iter_image_file(Path(path)):
                 try:

@@ -44,6 +44,9 @@ def import_mimicit_cmd(
     ),
     skip_bad: bool = SKIP_BAD,
     max_pixels: int = MAX_PIXELS,
+    rows_per_shard: int = typer.Option(
+        4096, "--rows-per-shard", help="Images per shard file (each is one commit)."
+    ),
 ) -> None:
     """Import original MIMIC-IT files. Images stream in row batches, so files of any size fit in
     memory; a killed import keeps its finished shards and a rerun completes it. On bad input
@@ -64,6 +67,7 @@ def import_mimicit_cmd(
             task=task,
             skip_bad=skip_bad,
             max_pixels=max_pixels,
+            rows_per_shard=rows_per_shard,
             progress=adv,
         )
     dt = time.perf_counter() - t0
