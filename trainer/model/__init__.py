@@ -1,0 +1,1 @@
+"""Building blocks of the Otter model: vision adapters, perceiver resampler, gated cross-attention."""
