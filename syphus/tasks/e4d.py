@@ -40,6 +40,8 @@ def clean_narration(text: str) -> str:
     t = re.sub(r"#unsure", "something", t, flags=re.IGNORECASE)
     t = re.sub(r"#\w+", "", t)
     t = " ".join(t.split())
+    if t and t[-1] not in ".!?":
+        t += "."
     return t[:1].upper() + t[1:] if t else t
 
 

@@ -15,6 +15,7 @@ the default ``LA_IMG_{image_id:012d}`` is MIMIC-IT's naming (``LA_IMG_0000003971
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,9 @@ class LATask(BaseTask):
             raise ResponseParseError("empty reply")
         if REFUSAL_RE.match(body):
             raise ResponseParseError(f"model refused: {body[:80]!r}")
+        body = re.sub(
+            r"^\s*(?:\*\*|__)?(?:detailed )?description(?:\*\*|__)?\s*[:：]\s*", "", body, flags=re.IGNORECASE
+        )
         lines = body.splitlines()
         first = LABEL_RE.match(lines[0])
         if first and label_role(first.group("label")) == "a":
