@@ -177,11 +177,9 @@ class Shape:
                 (self.cx - self.r, self.cy + self.r),
             ]
         if self.kind == "triangle":
-            return [
-                (self.cx, self.cy - self.r),
-                (self.cx + self.r, self.cy + self.r),
-                (self.cx - self.r, self.cy + self.r),
-            ]
+            # PIL fills a polygon including its edges, so the base ends one pixel in to fit the box
+            bottom, right = self.cy + self.r - 1, self.cx + self.r - 1
+            return [(self.cx, self.cy - self.r), (right, bottom), (self.cx - self.r, bottom)]
         n = 24
         return [
             (
@@ -195,11 +193,10 @@ class Shape:
         return [self.cx - self.r, self.cy - self.r, 2 * self.r, 2 * self.r]
 
     def area(self) -> float:
-        if self.kind == "square":
-            return float((2 * self.r) ** 2)
-        if self.kind == "triangle":
-            return float(2 * self.r * 2 * self.r / 2)
-        return round(math.pi * self.r * self.r, 2)
+        """Pixel area of the drawn shape, as COCO counts a mask's area."""
+        canvas = Image.new("RGB", (self.cx + self.r + 2, self.cy + self.r + 2), (0, 0, 0))
+        self.draw(ImageDraw.Draw(canvas))
+        return float(np.asarray(canvas).any(axis=2).sum())
 
     def draw(self, d: ImageDraw.ImageDraw) -> None:
         fill = COLOURS[self.colour]
