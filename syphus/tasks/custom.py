@@ -31,7 +31,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
@@ -127,7 +127,7 @@ class CustomTask(BaseTask):
             f"{self.name}Record",
             __config__=ConfigDict(extra="allow"),
             **{
-                name: ((_TYPES[t.rstrip("?")] | None), None) if t.endswith("?") else (_TYPES[t], ...)
+                name: (Optional[_TYPES[t.rstrip("?")]], None) if t.endswith("?") else (_TYPES[t], ...)  # noqa: UP045
                 for name, t in self.spec.fields.items()
             },
         )

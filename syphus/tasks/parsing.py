@@ -42,6 +42,10 @@ LABEL_RE = re.compile(
     + r"\s*(?P<rest>.*)$",
     re.IGNORECASE,
 )
+# "Question: ... Answer: ..." on one line; only full-word labels, so "Plan A: ..." stays whole.
+_INLINE_ANSWER_RE = re.compile(
+    r"\s+" + _BOLD + r"(?:answer|response|gpt|assistant)\s*" + _BOLD + r"\s*[:：]\s*" + _BOLD, re.IGNORECASE
+)
 _NUMBERED_RE = re.compile(r"^\s*(?:\(?\d{1,3}[.)\]]|[-*•])\s+(?P<rest>.*)$")
 _EPILOGUE_RE = re.compile(
     r"^\s*(?:I hope|Hope this|Let me know|Feel free|These (?:questions|pairs)|Note:)", re.IGNORECASE
@@ -223,7 +227,13 @@ def _from_labels(text: str) -> list[Pair] | None:
     for line in text.splitlines():
         m = LABEL_RE.match(line)
         if m:
-            segments.append([label_role(m.group("label")), [m.group("rest")]])
+            role, rest = label_role(m.group("label")), m.group("rest")
+            inline = _INLINE_ANSWER_RE.search(rest) if role == "q" else None
+            if inline:
+                segments.append(["q", [rest[: inline.start()]]])
+                segments.append(["a", [rest[inline.end() :]]])
+            else:
+                segments.append([role, [rest]])
         elif segments:
             segments[-1][1].append(line)
     if not any(role == "q" for role, _ in segments) or not any(role == "a" for role, _ in segments):

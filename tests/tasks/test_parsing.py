@@ -34,6 +34,10 @@ REPLIES = {
         "Then she cooks the pancakes.\n\nFinally she serves them.\n"
         "Human: How long is the video?\nAssistant: About two minutes."
     ),
+    "one_line_pairs": (
+        "Question: What changed? Answer: The white car is gone.\nQuestion: Who came? Answer: A man with a dog.",
+        2,
+    ),
     "translated_labels": "问题：图片中的男子在做什么？\n回答：他正骑着自行车。",
 }
 
@@ -60,6 +64,15 @@ def test_labels_content_is_exact():
     assert pairs[0].instruction == "What is the man doing?"
     assert pairs[0].answer == "He is riding a bicycle."
     assert pairs[1].answer == "It is red."  # the closing "I hope this helps" is not part of it
+
+
+def test_one_line_pairs_split_but_plan_a_is_not_a_label():
+    pairs = parse_pairs(REPLIES["one_line_pairs"][0])
+    assert (pairs[0].instruction, pairs[0].answer) == ("What changed?", "The white car is gone.")
+    pairs = parse_pairs(
+        "Question: Which plan is best?\nAnswer: Plan A: leave early, because traffic grows later."
+    )
+    assert pairs[0].answer == "Plan A: leave early, because traffic grows later."
 
 
 def test_multiline_answer_kept():
