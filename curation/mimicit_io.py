@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from curation.images import DEFAULT_MAX_PIXELS, decode_base64
+from curation.images import DEFAULT_MAX_PIXELS, decode_base64, inspect_image
 from curation.jsonfiles import read_json, write_json_atomic
 from curation.store import Corpus, InstructionRow
 from schemas.errors import SyphusError, first_validation_error
@@ -127,12 +127,11 @@ def iter_parquet_images(path: Path, *, batch_rows: int = 256) -> Iterator[tuple[
     row = 0
     for batch in pf.iter_batches(batch_size=batch_rows, columns=[id_col, b64_col], use_threads=False):
         ids = batch.column(0).to_pylist()
-        b64s = batch.column(1)
-        for i, iid in enumerate(ids):
+        b64s = batch.column(1).to_pylist()
+        for iid, v in zip(ids, b64s, strict=True):
             where = f"{path}: row {row}"
             if iid is None:
                 raise SyphusError(f"{where}: image id is null")
-            v = b64s[i].as_py()
             if v is None:
                 raise SyphusError(f"{where} (id '{iid}'): base64 is null")
             yield str(iid), v, f"{path}: image '{iid}'"
@@ -238,25 +237,43 @@ def _import_images(corpus, paths, run_id, report, *, skip_bad, max_pixels, rows_
         return
     with corpus.image_writer(run_id, max_pixels=max_pixels, rows_per_shard=rows_per_shard) as w:
         for path in paths:
+            batch: list[tuple[str, bytes, str]] = []
             for iid, b64, where in iter_image_file(Path(path)):
                 try:
-                    data = decode_base64(b64, where=where)
-                    status = w.add(iid, data, where=where)
+                    batch.append((iid, decode_base64(b64, where=where), where))
                 except SyphusError as e:
                     if not skip_bad:
                         raise
                     corpus.quarantine("import", str(e), source=str(path), record_id=iid, run_id=run_id)
                     report.skip("bad image")
-                    continue
-                if status == "existing":
-                    report.images_existing += 1
-                else:
-                    report.images_added += 1
-                    report.image_bytes += len(data)
-                    if status == "dedup":
-                        report.images_deduplicated += 1
-                if progress:
-                    progress(1, len(data))
+                if len(batch) >= 256:
+                    _add_images(corpus, w, batch, path, run_id, report, skip_bad, progress)
+                    batch = []
+            _add_images(corpus, w, batch, path, run_id, report, skip_bad, progress)
+
+
+def _add_images(corpus, writer, batch, path, run_id, report, skip_bad, progress) -> None:
+    if not batch:
+        return
+    good, infos = [], []
+    for iid, data, where in batch:
+        try:
+            infos.append(inspect_image(data, where=where, max_pixels=writer.max_pixels))
+            good.append((iid, data, where))
+        except SyphusError as e:
+            if not skip_bad:
+                raise
+            corpus.quarantine("import", str(e), source=str(path), record_id=iid, run_id=run_id)
+            report.skip("bad image")
+    for (_iid, data, _w), status in zip(good, writer.add_batch(good, infos), strict=True):
+        if status == "existing":
+            report.images_existing += 1
+        else:
+            report.images_added += 1
+            report.image_bytes += len(data)
+            report.images_deduplicated += status == "dedup"
+        if progress:
+            progress(1, len(data))
 
 
 def _import_records(corpus, path, records, train_map, task, run_id, report, *, skip_bad) -> None:

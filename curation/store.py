@@ -454,34 +454,58 @@ class ImageShardWriter:
         self, image_id: str, data: bytes, *, where: str | None = None, info: ImageInfo | None = None
     ) -> str:
         """Add one image; returns 'added', 'existing' (same id, same bytes) or 'dedup'."""
-        where = where or f"image '{image_id}'"
-        if info is None:
-            info = inspect_image(data, where=where, max_pixels=self.max_pixels)
-        prev = self._pending_ids.get(image_id)
-        if prev is None:
-            prev = self.corpus.has_images([image_id]).get(image_id)
-        if prev is not None:
-            if prev == info.sha256:
-                self.skipped_existing += 1
-                return "existing"
-            raise SyphusError(f"{where}: id '{image_id}' is already in the corpus with different bytes")
-        status = "added"
-        if info.sha256 in self._pending_sha or self._blob_exists(info.sha256):
-            status = "dedup"
-            self.deduplicated += 1
-        else:
-            self._blobs.append((info, data))
-            self._pending_sha.add(info.sha256)
-            self._buf_bytes += len(data)
-        self._ids.append((image_id, info.sha256))
-        self._pending_ids[image_id] = info.sha256
-        self.added += 1
+        return self.add_batch([(image_id, data, where)], infos=[info] if info else None)[0]
+
+    def add_batch(
+        self, items: Sequence[tuple[str, bytes, str | None]], infos: Sequence[ImageInfo] | None = None
+    ) -> list[str]:
+        """Add (id, bytes, where) items with one lookup query for the whole batch.
+
+        Returns per item 'added', 'existing' (same id already stored with the same bytes) or
+        'dedup' (new id whose bytes are already stored). A bad item raises SyphusError before
+        anything of the batch is buffered."""
+        if infos is None:
+            infos = [
+                inspect_image(d, where=w or f"image '{i}'", max_pixels=self.max_pixels) for i, d, w in items
+            ]
+        ids = [i for i, _, _ in items]
+        stored_ids = self.corpus.has_images([i for i in ids if i not in self._pending_ids])
+        shas = [inf.sha256 for inf in infos]
+        stored_shas = {
+            r[0]
+            for r in self.corpus.con.execute(
+                "SELECT sha256 FROM blobs WHERE sha256 IN (SELECT unnest(?::VARCHAR[]))", [shas]
+            ).fetchall()
+        }
+        status: list[str] = []
+        seen_in_batch: dict[str, str] = {}
+        for (iid, _data, where), info in zip(items, infos, strict=True):
+            prev = self._pending_ids.get(iid) or stored_ids.get(iid) or seen_in_batch.get(iid)
+            if prev is not None:
+                if prev == info.sha256:
+                    self.skipped_existing += 1
+                    status.append("existing")
+                    continue
+                raise SyphusError(f"{where or iid}: id '{iid}' is already in the corpus with different bytes")
+            status.append("new")
+            seen_in_batch[iid] = info.sha256
+        for k, ((iid, data, _where), info) in enumerate(zip(items, infos, strict=True)):
+            if status[k] != "new":
+                continue
+            if info.sha256 in self._pending_sha or info.sha256 in stored_shas:
+                status[k] = "dedup"
+                self.deduplicated += 1
+            else:
+                status[k] = "added"
+                self._blobs.append((info, data))
+                self._pending_sha.add(info.sha256)
+                self._buf_bytes += len(data)
+            self._ids.append((iid, info.sha256))
+            self._pending_ids[iid] = info.sha256
+            self.added += 1
         if len(self._blobs) >= self.rows_per_shard or self._buf_bytes >= self.bytes_per_shard:
             self.flush()
         return status
-
-    def _blob_exists(self, sha: str) -> bool:
-        return self.corpus.con.execute("SELECT 1 FROM blobs WHERE sha256 = ?", [sha]).fetchone() is not None
 
     def flush(self) -> None:
         """Write the buffered images as one shard and commit their index rows."""
@@ -518,7 +542,23 @@ class ImageShardWriter:
                     "INSERT INTO image_shards VALUES (?, ?, ?, ?)",
                     [shard_name, len(blobs), nbytes, self.run_id],
                 )
-                con.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", shard_rows)
+                cols = list(zip(*shard_rows, strict=True))
+                names = [
+                    "sha256",
+                    "shard",
+                    "row_group",
+                    "row_in_group",
+                    "byte_offset",
+                    "nbytes",
+                    "width",
+                    "height",
+                    "format",
+                ]
+                con.register("_blob_batch", pa.table(dict(zip(names, cols, strict=True))))
+                try:
+                    con.execute(f"INSERT INTO blobs SELECT {', '.join(names)} FROM _blob_batch")
+                finally:
+                    con.unregister("_blob_batch")
             t = pa.table({"id": [i for i, _ in ids], "sha256": [s for _, s in ids]})
             con.register("_img_batch", t)
             try:
