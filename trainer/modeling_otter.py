@@ -69,6 +69,7 @@ class OtterConfig(PreTrainedConfig):
         answer_token_id: int | None = None,
         lora: dict | None = None,
         init_seed: int = 0,
+        base_vocab_size: int | None = None,
         **kwargs,
     ):
         self.vision_encoder = vision_encoder
@@ -94,6 +95,7 @@ class OtterConfig(PreTrainedConfig):
         self.answer_token_id = answer_token_id
         self.lora = lora
         self.init_seed = init_seed
+        self.base_vocab_size = base_vocab_size  # tokenizer size before the special tokens were added
         super().__init__(**kwargs)
 
     @classmethod
@@ -522,6 +524,7 @@ def build_otter(config: OtterConfig | str):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(config.init_seed))
         tokenizer, lm = load_tokenizer_and_lm(config.lm, config.tiny_lm, pretrained=True, lm_config=None)
+        config.base_vocab_size = len(tokenizer)
         ids = add_special_tokens(tokenizer)
         lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         vision = build_vision_encoder(

@@ -147,10 +147,17 @@ def load_tokenizer_and_lm(spec: str, tiny_sizes: dict, *, pretrained: bool, lm_c
 
 
 def add_special_tokens(tokenizer) -> dict[str, int]:
-    """Add <image>, <|endofchunk|>, <answer> (and a pad token if missing); return their ids."""
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    """Add ``<|endofchunk|>``, ``<image>``, a pad token if missing, then ``<answer>``; return their ids.
+
+    The order matches OpenFlamingo's tokenizer (eoc, image, pad), so the embedding rows of its
+    checkpoints line up one to one; ``<answer>`` comes last.
+    """
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|endofchunk|>", "<image>"]})
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": "<PAD>"})
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<answer>"]}, replace_extra_special_tokens=False
+    )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     return {
         "media_token_id": ids["<image>"],
