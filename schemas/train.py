@@ -2,9 +2,8 @@
 
 Example::
 
-    model:                      # passed to OtterConfig when starting from scratch
-      vision_encoder: tiny
-      lm: tiny-llama
+    model:                      # OtterConfig fields for a fresh model
+      name: tiny                # base: trainer/configs/tiny.json (or a JSON path)
       cross_attn_every_n_layers: 1
     init_from: null             # or a saved Otter folder / an OpenFlamingo checkpoint
     train_lm: false
@@ -41,7 +40,10 @@ class LoraSettings(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: dict[str, Any] = Field(default_factory=dict, description="OtterConfig fields for a fresh model")
+    model: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "tiny"},
+        description="OtterConfig fields for a fresh model; `name` picks trainer/configs/NAME.json (or a JSON path) as the base",
+    )
     init_from: str | None = Field(None, description="a saved Otter folder or checkpoint to start from")
     train_lm: bool = False
     train_vision: bool = False
@@ -76,6 +78,9 @@ class TrainConfig(BaseModel):
     gradient_checkpointing: bool = False
 
     seed: int = 42
+    torch_threads: int | None = Field(
+        None, ge=1, description="intra-op CPU threads per process (1 is fastest for tiny models on busy CPUs)"
+    )
     save_every: int = Field(100, ge=1, description="checkpoint every N optimizer steps")
     keep_checkpoints: int = Field(2, ge=1)
     log_every: int = Field(1, ge=1)

@@ -139,3 +139,33 @@ def tiny_processing(image_size: int = 32):
         bos_id=tok.bos_token_id,
     )
     return tok, special, OtterImageProcessor(image_size=image_size)
+
+
+QUESTIONS = {
+    "colour": ("What colour is the shape?", list(COLOURS)),
+    "shape": ("What shape is it?", ["circle", "square", "triangle"]),
+    "where": ("Where is the shape?", ["left", "right"]),
+}
+
+
+def shapes_vqa(n: int, seed: int, prefix: str = "V", blank: bool = False):
+    """Synthetic visual QA: (rows, images, answers) with one shape per 32x32 image.
+
+    Each image gets one of three questions; the answer is only knowable from the image
+    (chance: 1/4 colour, 1/3 shape, 1/2 position). ``blank`` keeps the questions and answers
+    but draws empty canvases: the control that shows the model reads the image.
+    """
+    import random
+
+    rng = random.Random(seed)
+    rows, images = [], {}
+    for i in range(n):
+        colour = rng.choice(list(COLOURS))
+        shape = rng.choice(QUESTIONS["shape"][1])
+        where = rng.choice(QUESTIONS["where"][1])
+        kind = rng.choice(list(QUESTIONS))
+        answer = {"colour": colour, "shape": shape, "where": where}[kind]
+        image_id = f"{prefix}img{i:05d}"
+        images[image_id] = draw(shape, colour, where, blank=blank)
+        rows.append(row(f"{prefix}_INS_{i:05d}", QUESTIONS[kind][0], answer, [image_id], task="SHAPES"))
+    return rows, images

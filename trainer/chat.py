@@ -1,0 +1,182 @@
+"""Asking a trained Otter about an image, with optional in-context examples, one or many at a time.
+
+The prompt is built by the same ``PromptBuilder`` as training, ending right after the query's
+``<answer>``; generation stops at ``<|endofchunk|>``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from schemas.errors import SyphusError
+from trainer.prompting import PromptBuilder, SpecialTokens, Turn
+
+
+@dataclass
+class ContextExample:
+    image: Image.Image | None
+    instruction: str
+    answer: str
+
+
+@dataclass
+class Question:
+    instruction: str
+    image: Image.Image | None = None
+    context: list[ContextExample] = field(default_factory=list)
+    id: str = ""
+
+
+def open_image(path: str | Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise SyphusError(f"{path}: image not found")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except OSError as e:
+        raise SyphusError(f"{path}: cannot decode image ({e})") from e
+
+
+class Chat:
+    """A loaded model plus its tokenizer and image processor, ready to answer questions."""
+
+    def __init__(self, model, tokenizer, image_processor, prompt_format: str = "otter"):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.special = SpecialTokens.from_model(tokenizer, model.config)
+        self.builder = PromptBuilder(tokenizer, self.special, prompt_format)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, prompt_format: str = "otter") -> Chat:
+        from trainer.modeling_otter import load_otter
+
+        if not Path(model_dir).exists():
+            raise SyphusError(f"{model_dir}: model folder not found")
+        model, tokenizer, image_processor = load_otter(str(model_dir))
+        return cls(model, tokenizer, image_processor, prompt_format)
+
+    def _inputs(self, q: Question) -> tuple[list[int], torch.Tensor | None]:
+        turns = [Turn(c.instruction, c.answer, 1 if c.image is not None else 0) for c in q.context]
+        turns.append(Turn(q.instruction, None, 1 if q.image is not None else 0))
+        ids = self.builder.encode(turns).input_ids
+        images = [c.image for c in q.context if c.image is not None]
+        if q.image is not None:
+            images.append(q.image)
+        if not images:
+            return ids, None
+        pixels = self.image_processor(images)  # [T, C, H, W]
+        return ids, pixels.unsqueeze(1)  # [T, F=1, C, H, W]
+
+    @torch.no_grad()
+    def ask(self, q: Question, max_new_tokens: int = 32) -> str:
+        return self.ask_many([q], max_new_tokens=max_new_tokens)[0]
+
+    @torch.no_grad()
+    def ask_many(
+        self, questions: list[Question], max_new_tokens: int = 32, batch_size: int = 16
+    ) -> list[str]:
+        """Greedy answers, ``batch_size`` questions per generate call (prompts left-padded)."""
+        out: list[str] = []
+        dtype = next(self.model.parameters()).dtype
+        device = next(self.model.parameters()).device
+        for start in range(0, len(questions), batch_size):
+            encoded = [self._inputs(q) for q in questions[start : start + batch_size]]
+            length = max(len(ids) for ids, _ in encoded)
+            lang_x = torch.full((len(encoded), length), self.special.pad_id, dtype=torch.long)
+            mask = torch.zeros_like(lang_x)
+            for i, (ids, _) in enumerate(encoded):
+                lang_x[i, length - len(ids) :] = torch.tensor(ids)
+                mask[i, length - len(ids) :] = 1
+            vision = None
+            shapes = [v.shape for _, v in encoded if v is not None]
+            if shapes:
+                t = max(s[0] for s in shapes)
+                vision = torch.zeros((len(encoded), t, *shapes[0][1:]))
+                for i, (_, v) in enumerate(encoded):
+                    if v is not None:
+                        vision[i, : v.shape[0]] = v
+                vision = vision.to(device=device, dtype=dtype)
+            gen = self.model.generate(
+                vision_x=vision,
+                lang_x=lang_x.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.special.pad_id,
+            )
+            out.extend(self._decode(row[length:].tolist()) for row in gen)
+        return out
+
+    def _decode(self, tokens: list[int]) -> str:
+        stop = {self.special.endofchunk_id, self.special.pad_id}
+        if self.tokenizer.eos_token_id is not None:
+            stop.add(self.tokenizer.eos_token_id)
+        kept = []
+        for t in tokens:
+            if t in stop:
+                break
+            kept.append(t)
+        return self.tokenizer.decode(kept, skip_special_tokens=True).strip()
+
+
+def read_questions(path: str | Path) -> list[Question]:
+    """A JSONL file, one question a line: ``{"id", "instruction", "image"?, "context"?: [{"image"?,
+    "instruction", "answer"}]}``; image paths are relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SyphusError(f"{path}: input file not found")
+    base = path.parent
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SyphusError(f"{path}: line {n}: malformed JSON ({e.msg})") from e
+        if not isinstance(rec, dict) or not isinstance(rec.get("instruction"), str):
+            raise SyphusError(f"{path}: line {n}: field 'instruction' missing or not a string")
+
+        def img(p):
+            return open_image(base / p) if p else None
+
+        context = []
+        for i, c in enumerate(rec.get("context") or []):
+            if not isinstance(c, dict) or not isinstance(c.get("answer"), str):
+                raise SyphusError(f"{path}: line {n}: context[{i}].answer missing or not a string")
+            context.append(
+                ContextExample(img(c.get("image")), c.get("instruction", rec["instruction"]), c["answer"])
+            )
+        out.append(Question(rec["instruction"], img(rec.get("image")), context, str(rec.get("id", n))))
+    return out
+
+
+def infer_file(
+    model_dir: str | Path,
+    input_path: str | Path,
+    out_path: str | Path,
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    progress=None,
+) -> int:
+    """Answer every question of a JSONL file; writes ``{"id", "instruction", "answer"}`` lines."""
+    questions = read_questions(input_path)
+    chat = Chat.load(model_dir)
+    out_path = Path(out_path)
+    tmp = out_path.with_name(out_path.name + ".partial")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for start in range(0, len(questions), batch_size):
+            chunk = questions[start : start + batch_size]
+            for q, answer in zip(chunk, chat.ask_many(chunk, max_new_tokens, batch_size), strict=True):
+                row = {"id": q.id, "instruction": q.instruction, "answer": answer}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if progress is not None:
+                progress(len(chunk))
+    tmp.replace(out_path)
+    return len(questions)

@@ -1,0 +1,499 @@
+"""The DeepSpeed training loop: ``python -m trainer.train --mix MIX --config TRAIN --out DIR``.
+
+``syphus train`` runs this module under the ``deepspeed`` launcher (one process per device);
+run directly it trains as a single process. Reads top to bottom: build the model, the data
+stream and the engine, resume if a checkpoint exists, train, export.
+
+Exact resumption: checkpoints hold model, optimizer and scheduler state (DeepSpeed's own
+checkpoint) plus the step; the data stream is a pure function of ``(seed, micro-batch index)``
+and the random generators are re-seeded from ``(seed, step, rank)`` at every step, so a run
+resumed after a kill computes the same losses as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from schemas.errors import SyphusError
+from schemas.mix import load_mix
+from schemas.train import TrainConfig, load_train_config
+from trainer.collate import Batch
+from trainer.prompting import IGNORE_INDEX, SpecialTokens
+
+CHECKPOINTS = "checkpoints"
+MODEL_DIR = "model"
+METRICS = "metrics.jsonl"
+
+
+# -- pieces a test or a benchmark can use on their own ----------------------------------------
+def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy over supervised positions.
+
+    Returns (mean loss over the batch's supervised tokens, per-sample loss sums [B], per-sample
+    supervised counts [B]). A batch with no supervised token gives a loss of exactly 0 that
+    still back-propagates (zero gradients), never NaN.
+    """
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    ce = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).view(shift_labels.shape)
+    counts = (shift_labels != IGNORE_INDEX).sum(dim=1)
+    sums = ce.sum(dim=1)
+    return sums.sum() / counts.sum().clamp(min=1), sums.detach(), counts
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float = 0.0):
+    """LR multiplier: linear warmup from 0, then cosine decay to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def choose_precision(cfg: TrainConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def deepspeed_config(cfg: TrainConfig, precision: str, on_gpu: bool) -> dict:
+    zero: dict = {"stage": cfg.zero_stage}
+    if cfg.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
+    if cfg.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": on_gpu}
+    return {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "gradient_clipping": cfg.clip_grad,
+        "zero_optimization": zero,
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        "zero_allow_untested_optimizer": True,
+        # A torch AdamW also under offload: DeepSpeedCPUAdam would JIT-compile a C++ op first.
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 9_176 + rank) % (1 << 63)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, local rank, world size); a plain ``python -m`` run becomes a world of one."""
+    import deepspeed
+
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_SIZE="1", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    deepspeed.init_distributed(verbose=False)
+    return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"])
+
+
+def build_model(cfg: TrainConfig):
+    """(model, tokenizer, image_processor) from ``init_from`` or a fresh ``OtterConfig``."""
+    from trainer.modeling_otter import OtterConfig, build_otter, load_otter
+
+    if cfg.init_from:
+        model, tokenizer, image_processor = load_otter(cfg.init_from)
+    else:
+        fields = dict(cfg.model)
+        name = fields.pop("name", None)
+        try:
+            config = OtterConfig.from_named(name, **fields) if name else OtterConfig(**fields)
+        except TypeError as e:
+            raise SyphusError(f"training config field 'model': {e}") from e
+        model, tokenizer, image_processor = build_otter(config)
+    lora = cfg.lora.model_dump() if cfg.lora is not None else None
+    model.set_trainable(lm=cfg.train_lm, vision=cfg.train_vision, lora=lora)
+    if cfg.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise SyphusError("training config: gradient_checkpointing is not supported by this model")
+        model.gradient_checkpointing_enable()
+    return model, tokenizer, image_processor
+
+
+def total_steps(cfg: TrainConfig, epoch_size: int, world_size: int) -> int:
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    per_step = cfg.batch_size * cfg.grad_accum * world_size
+    return max(1, math.ceil(cfg.epochs * epoch_size / per_step))
+
+
+def forward_batch(engine, batch: Batch, dtype: torch.dtype):
+    """One micro-batch through the model; returns (loss, per-sample sums, per-sample counts)."""
+    device = engine.device
+    vision = batch.vision_x.to(device=device, dtype=dtype) if batch.vision_x is not None else None
+    out = engine(
+        vision_x=vision,
+        lang_x=batch.input_ids.to(device),
+        attention_mask=batch.attention_mask.to(device),
+    )
+    return token_loss(out.logits, batch.labels.to(device))
+
+
+def gathered_state_dict(module: torch.nn.Module, zero3: bool, rank: int) -> dict[str, torch.Tensor]:
+    """Full CPU state dict on rank 0; under ZeRO-3 parameters are gathered one at a time."""
+    if not zero3:
+        return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()} if rank == 0 else {}
+    import deepspeed
+
+    out: dict[str, torch.Tensor] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+            if rank == 0:
+                out[name] = p.detach().cpu().clone()
+    if rank == 0:
+        for name, b in module.named_buffers(remove_duplicate=False):
+            out[name] = b.detach().cpu().clone()
+    return out
+
+
+def export_model(engine, tokenizer, image_processor, out_dir: Path, zero3: bool, rank: int) -> None:
+    """``save_pretrained`` with safetensors (+ tokenizer, image processor) into ``out_dir``."""
+    import torch.distributed as dist
+
+    state = gathered_state_dict(engine.module, zero3, rank)
+    if rank == 0:
+        tmp = out_dir.with_name(out_dir.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        engine.module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        image_processor.save_pretrained(tmp)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        tmp.rename(out_dir)
+    dist.barrier()
+
+
+def plot_loss(metrics_path: Path, png: Path) -> None:
+    """A PNG of the loss curve (total and per group) from ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="loss", linewidth=1.5)
+    keys = sorted({k for r in rows for k in r if k.startswith("loss/")})
+    for k in keys:
+        pts = [(r["step"], r[k]) for r in rows if k in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=k, linewidth=0.8, alpha=0.8)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+@dataclass
+class Meter:
+    """Sums since the last log line, reduced across ranks when read."""
+
+    samples: int = 0
+    tokens: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    started: float = 0.0
+
+
+def _read_metrics(path: Path, upto: int) -> list[str]:
+    if not path.is_file():
+        return []
+    keep = []
+    for line in path.read_text().splitlines():
+        if line.strip() and json.loads(line)["step"] <= upto:
+            keep.append(line)
+    return keep
+
+
+def _check_run_dir(out: Path, cfg: TrainConfig, mix_text: str) -> None:
+    """A resumed run must use the same config and mix; anything else needs a new --out."""
+    saved = out / "train_config.json"
+    mine = {"config": cfg.model_dump(mode="json"), "mix": mix_text}
+    if saved.is_file():
+        theirs = json.loads(saved.read_text())
+        if theirs != mine:
+            raise SyphusError(
+                f"{out}: holds a run with a different config or mix; use a new --out to start over"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(mine, indent=2))
+
+
+def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dict:
+    """Train (or resume) and export; returns the final metrics line on rank 0."""
+    import deepspeed
+    import torch.distributed as dist
+
+    from trainer.data import MixStream, StreamOptions
+
+    cfg = load_train_config(config_path)
+    mix = load_mix(mix_path)
+    out = Path(out)
+    rank, local_rank, world = init_distributed()
+    if rank == 0:
+        _check_run_dir(out, cfg, Path(mix_path).read_text(encoding="utf-8"))
+    dist.barrier()
+    if cfg.torch_threads is not None:
+        torch.set_num_threads(cfg.torch_threads)
+    seed_everything(cfg.seed)
+
+    model, tokenizer, image_processor = build_model(cfg)
+    special = SpecialTokens.from_model(tokenizer, model.config)
+    options = StreamOptions(
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        prompt_format=cfg.prompt_format,
+        max_length=cfg.max_length,
+        resample_frames=cfg.resample_frames,
+        max_context=cfg.max_context,
+        supervise_context=cfg.supervise_context,
+        shuffle_buffer=cfg.shuffle_buffer,
+    )
+    probe = MixStream(
+        mix,
+        tokenizer=tokenizer,
+        special=special,
+        image_processor=image_processor,
+        options=options,
+        rank=rank,
+        world_size=world,
+    )
+    steps = total_steps(cfg, probe.epoch_size, world)
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_ratio * steps)
+
+    on_gpu = torch.cuda.is_available()
+    precision = choose_precision(cfg)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    groups = [g for g in model.optimizer_param_groups(cfg.weight_decay) if g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_with_warmup(steps, warmup, cfg.min_lr_ratio)
+    )
+    engine, optimizer, _, scheduler = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
+        config=deepspeed_config(cfg, precision, on_gpu),
+    )
+
+    ckpt_dir = out / CHECKPOINTS
+    step = 0
+    if (ckpt_dir / "latest").is_file():
+        _, client = engine.load_checkpoint(str(ckpt_dir))
+        step = int(client["step"])
+    metrics_path = out / METRICS
+    if rank == 0:
+        metrics_path.write_text("".join(line + "\n" for line in _read_metrics(metrics_path, step)))
+
+    data = MixStream(
+        mix,
+        tokenizer=tokenizer,
+        special=special,
+        image_processor=image_processor,
+        options=options,
+        rank=rank,
+        world_size=world,
+        start_batch=step * cfg.grad_accum,
+    )
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=cfg.num_workers)
+    batches = iter(loader)
+
+    writer = None
+    if rank == 0 and cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1)
+    wandb_run = None
+    if rank == 0 and cfg.wandb_project:
+        import wandb
+
+        wandb_run = wandb.init(
+            project=cfg.wandb_project, dir=str(out), config=cfg.model_dump(mode="json"), resume="allow"
+        )
+
+    group_names = data.groups
+    skipped: dict[str, int] = {}
+    shown_warnings = 0
+    last: dict = {}
+    meter = Meter(started=time.perf_counter())
+    group_sums = torch.zeros(len(group_names), 2, dtype=torch.float64)
+    progress = _progress(rank, steps, step)
+    try:
+        while step < steps:
+            torch.manual_seed(step_seed(cfg.seed, step, rank))
+            for _ in range(cfg.grad_accum):
+                batch = next(batches)
+                for reason, n in batch.skipped.items():
+                    skipped[reason] = skipped.get(reason, 0) + n
+                for msg in batch.warnings:
+                    if shown_warnings < 20:
+                        print(f"warning: skipped sample: {msg}", file=sys.stderr)
+                    shown_warnings += 1
+                loss, sums, counts = forward_batch(engine, batch, dtype)
+                engine.backward(loss)
+                engine.step()
+                meter.samples += batch.n_samples
+                meter.tokens += batch.n_tokens
+                meter.loss_sum += float(sums.sum())
+                meter.loss_count += int(counts.sum())
+                for g, s, c in zip(batch.groups, sums.tolist(), counts.tolist(), strict=True):
+                    if g:
+                        group_sums[group_names.index(g), 0] += s
+                        group_sums[group_names.index(g), 1] += c
+            step += 1
+            if step % cfg.log_every == 0 or step == steps:
+                last = _log(
+                    step, engine, meter, group_sums, group_names, rank, metrics_path, writer, wandb_run
+                )
+                meter = Meter(started=time.perf_counter())
+                group_sums.zero_()
+            if progress is not None:
+                progress[0].update(
+                    progress[1],
+                    completed=step,
+                    description=f"train loss {last.get('loss', float('nan')):.4f}",
+                )
+            if step % cfg.save_every == 0 and step < steps:
+                _save(engine, ckpt_dir, step, cfg, rank)
+    finally:
+        if progress is not None:
+            progress[0].stop()
+    if skipped and rank == 0:
+        print(f"warning: skipped {sum(skipped.values())} samples: {skipped}", file=sys.stderr)
+    export_model(engine, tokenizer, image_processor, out / MODEL_DIR, cfg.zero_stage == 3, rank)
+    if rank == 0:
+        plot_loss(metrics_path, out / "loss.png")
+        if writer is not None:
+            writer.close()
+        if wandb_run is not None:
+            wandb_run.finish()
+        last["skipped"] = skipped
+        (out / "summary.json").write_text(json.dumps(last, indent=2))
+    return last
+
+
+def _progress(rank: int, steps: int, done: int):
+    if rank != 0 or not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    p = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+    )
+    p.start()
+    return p, p.add_task("train", total=steps, completed=done)
+
+
+def _log(step, engine, meter: Meter, group_sums, groups, rank, metrics_path, writer, wandb_run) -> dict:
+    import torch.distributed as dist
+
+    elapsed = max(1e-9, time.perf_counter() - meter.started)
+    totals = torch.tensor(
+        [meter.samples, meter.tokens, meter.loss_sum, meter.loss_count], dtype=torch.float64
+    )
+    dist.all_reduce(totals)
+    dist.all_reduce(group_sums)
+    row = {
+        "step": step,
+        "loss": float(totals[2] / max(1.0, float(totals[3]))),
+        "lr": float(engine.get_lr()[0]),
+        "samples_per_s": float(totals[0]) / elapsed,
+        "tokens_per_s": float(totals[1]) / elapsed,
+    }
+    for g, (s, c) in zip(groups, group_sums.tolist(), strict=True):
+        if c > 0:
+            row[f"loss/{g}"] = s / c
+    if rank == 0:
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if writer is not None:
+            for k, v in row.items():
+                if k != "step":
+                    writer.add_scalar(k if "/" in k else f"train/{k}", v, step)
+            writer.flush()
+        if wandb_run is not None:
+            wandb_run.log(row, step=step)
+    return row
+
+
+def _save(engine, ckpt_dir: Path, step: int, cfg: TrainConfig, rank: int) -> None:
+    import torch.distributed as dist
+
+    engine.save_checkpoint(str(ckpt_dir), tag=f"step{step:08d}", client_state={"step": step})
+    dist.barrier()
+    if rank == 0:
+        tags = sorted(p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith("step"))
+        for old in tags[: -cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--mix", required=True, help="dataset mix YAML")
+    parser.add_argument("--config", required=True, help="training config YAML")
+    parser.add_argument("--out", required=True, help="run directory (checkpoints, logs, final model)")
+    parser.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
+    args = parser.parse_args(argv)
+    try:
+        train(args.mix, args.config, args.out)
+    except SyphusError as e:
+        if os.environ.get("SYPHUS_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
