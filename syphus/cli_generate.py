@@ -131,7 +131,7 @@ def generate(
         console.print(
             f"[yellow]stopped: --max-cost {max_cost} reached; rerun with a higher budget to continue[/yellow]"
         )
-        raise typer.Exit(3)
+        raise SystemExit(3)  # typer.Exit's code is dropped by the non-standalone main()
 
 
 def preview(

@@ -164,11 +164,14 @@ def _check_model(st: _State, model: str) -> web.Response | None:
     return None
 
 
+STATE: web.AppKey[_State] = web.AppKey("state", _State)
+
+
 def make_app(cfg: ServerConfig) -> web.Application:
     st = _State(cfg)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)  # injected resets are not news
     app = web.Application(client_max_size=256 << 20)
-    app["state"] = st
+    app[STATE] = st
 
     async def chat(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -408,7 +411,7 @@ class OpenAIServer:
 
     @property
     def state(self) -> _State:
-        return self.app["state"]
+        return self.app[STATE]
 
     def start(self) -> OpenAIServer:
         self._thread = threading.Thread(target=self._run, name="openai-test-server", daemon=True)
