@@ -452,3 +452,38 @@ def test_missing_and_wrong_files(tmp_path):
     caps = coco_files(tmp_path)[1:]  # instances only
     with pytest.raises(SyphusError, match="captions_\\*.json"):
         list(get_task("LA").read(caps))
+
+
+def test_cgd_pairs_similar_images_each_once(tmp_path):
+    # id: (category set with box areas); the largest box is the image's main subject
+    spec = {
+        1: [("person", 100), ("knife", 10)],
+        2: [("person", 90), ("knife", 5), ("cup", 5)],
+        3: [("dog", 50)],
+        4: [("dog", 60), ("couch", 40)],
+        5: [("cat", 30)],
+        6: [("person", 100), ("knife", 10)],
+    }
+    names = sorted({n for objs in spec.values() for n, _ in objs})
+    cat_id = {n: i + 1 for i, n in enumerate(names)}
+    images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 100, "height": 100} for i in spec]
+    caps = [{"id": i, "image_id": i, "caption": f"Picture number {i}."} for i in spec]
+    inst = [
+        {"id": 100 * i + k, "image_id": i, "category_id": cat_id[n], "bbox": [0, 0, a, 1], "iscrowd": 0}
+        for i, objs in spec.items()
+        for k, (n, a) in enumerate(objs)
+    ]
+    files = [
+        write(tmp_path / "captions_x.json", {"images": images, "annotations": caps}),
+        write(
+            tmp_path / "instances_x.json",
+            {
+                "images": images,
+                "annotations": inst,
+                "categories": [{"id": v, "name": k} for k, v in cat_id.items()],
+            },
+        ),
+    ]
+    ids = [a.id for a in get_task("CGD").read(files)]
+    assert ids == ["1-6", "3-4"]  # 1 and 6 share the exact set; 2 is left alone (its best match is taken)
+    assert [a.id for a in get_task("CGD", min_jaccard=0.9).read(files)] == ["1-6"]
