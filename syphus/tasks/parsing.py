@@ -12,6 +12,8 @@ Accepted shapes, tried in this order:
    (``1. **Question:** ...``, ``**Q2**: ...``). Answers may span several lines.
 3. A numbered list whose items are ``<question>? <answer>`` (on one or two lines).
 
+Exact duplicate pairs collapse to one; an answer that repeats a line three times (the loop
+small models fall into) is rejected.
 Everything else raises ResponseParseError with a reason that tells a human what was wrong.
 """
 
@@ -93,6 +95,7 @@ def parse_pairs(text: str, *, min_pairs: int = 1, max_pairs: int = 50) -> list[P
 def check_pairs(pairs: list[Pair], *, min_pairs: int = 1, max_pairs: int = 50) -> list[Pair]:
     """Reject empty fields, echoed questions and counts outside [min_pairs, max_pairs]."""
     out: list[Pair] = []
+    seen: set[tuple[str, str]] = set()
     for i, p in enumerate(pairs, 1):
         ins, ans = clean_text(p.instruction), clean_text(p.answer)
         if not ins:
@@ -101,6 +104,15 @@ def check_pairs(pairs: list[Pair], *, min_pairs: int = 1, max_pairs: int = 50) -
             raise ResponseParseError(f"pair {i}: question {ins[:50]!r} has no answer (reply truncated?)")
         if ins.casefold() == ans.casefold():
             raise ResponseParseError(f"pair {i}: the answer repeats the question")
+        looping = _repeated_line(ans)
+        if looping:
+            raise ResponseParseError(
+                f"pair {i}: the answer repeats {looping!r} 3 or more times (degenerate loop)"
+            )
+        key = (ins.casefold(), ans.casefold())
+        if key in seen:
+            continue  # small models often emit the same pair twice; one copy is the content
+        seen.add(key)
         out.append(Pair(instruction=ins, answer=ans))
     if len(out) < min_pairs:
         raise ResponseParseError(f"found {len(out)} pair(s), fewer than the {min_pairs} required")
@@ -109,6 +121,17 @@ def check_pairs(pairs: list[Pair], *, min_pairs: int = 1, max_pairs: int = 50) -
             f"found {len(out)} pairs, more than the {max_pairs} allowed (runaway reply?)"
         )
     return out
+
+
+def _repeated_line(text: str) -> str | None:
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        line = line.strip(" -*•").rstrip(".").casefold()
+        if len(line) >= 8:
+            counts[line] = counts.get(line, 0) + 1
+            if counts[line] >= 3:
+                return line[:60]
+    return None
 
 
 # -- JSON -------------------------------------------------------------------------------

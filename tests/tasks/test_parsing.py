@@ -108,3 +108,14 @@ def test_pair_count_limits():
         parse_pairs(many, max_pairs=5)
     with pytest.raises(ResponseParseError, match="fewer than the 3 required"):
         parse_pairs("Question: What?\nAnswer: That.", min_pairs=3)
+
+
+def test_small_model_loops_are_handled():
+    # Real SmolLM2-135M output shapes: the same pair over and over, and a line looping in an answer.
+    repeated = "Question: How many people are there?\nAnswer: There are two people.\n" * 3
+    assert len(parse_pairs(repeated)) == 1
+    looping = (
+        "Question: What changed?\nAnswer: The car left.\n" + "- The person is walking on the sidewalk.\n" * 4
+    )
+    with pytest.raises(ResponseParseError, match="degenerate loop"):
+        parse_pairs(looping)
