@@ -138,6 +138,7 @@ class HttpBackend:
     """
 
     name = "http"
+    POOL = 8  # connections per httpx client
 
     def __init__(self, api_base: str, *, api_key: str | None, concurrency: int, timeout: float):
         import httpx
@@ -146,12 +147,18 @@ class HttpBackend:
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=self.api_base,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        )
+        # httpcore scans its whole pool for every request (quadratic at 256 connections), so
+        # spread the connections over small pools and take them in turn
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=self.api_base,
+                headers=headers,
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                limits=httpx.Limits(max_connections=self.POOL, max_keepalive_connections=self.POOL),
+            )
+            for _ in range(max(1, -(-concurrency // self.POOL)))
+        ]
+        self._turn = 0
         self._httpx = httpx
 
     @staticmethod
@@ -164,7 +171,10 @@ class HttpBackend:
         body = {"model": self.wire_model(req.model), "messages": req.messages, **req.params}
         where = f"{self.api_base}/chat/completions"
         try:
-            resp = await self._client.post("/chat/completions", content=json.dumps(body, ensure_ascii=False))
+            self._turn = (self._turn + 1) % len(self._clients)
+            resp = await self._clients[self._turn].post(
+                "/chat/completions", content=json.dumps(body, ensure_ascii=False)
+            )
         except httpx.TimeoutException as e:
             raise Retryable(f"timeout from {where}") from e
         except (httpx.TransportError, httpx.RemoteProtocolError) as e:
@@ -186,7 +196,8 @@ class HttpBackend:
         return completion_from_openai(data)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for c in self._clients:
+            await c.aclose()
 
 
 class LiteLLMBackend:

@@ -270,7 +270,7 @@ class Generation:
             el = s.elapsed()
             progress.update(pid, completed=s.done + s.errors, rate=(s.done + s.errors) / el,
                             tps=(s.prompt_tokens + s.completion_tokens) / el, cost=s.cost, errors=s.errors)  # fmt: skip
-            if time.monotonic() - last_fold >= 1.0:
+            if time.monotonic() - last_fold >= 2.0:
                 self.log.fold()  # keep the database close to the journal; each fold is one transaction
                 last_fold = time.monotonic()
 

@@ -1,0 +1,262 @@
+"""Benchmarks of the generate engine against the local OpenAI-compatible server (issue 3).
+
+1. 256 in flight, lognormal latency (mean 0.5 s, sigma 0.5): the whole generate pipeline vs
+   ideal (in-flight / mean latency) and vs the original Syphus way (a thread pool of the same
+   size that waits for each chunk to finish before starting the next).
+2. Zero latency: requests/s of the whole pipeline (log, parsing, accounting) with the lean
+   HTTP backend vs the same pipeline with the litellm backend.
+3. kill -9 of a real ``syphus generate`` at random points, resume each time: lost replies and
+   finished requests asked again (both must be 0).
+4. Local SmolLM2-135M backend: tokens/s with 8 concurrent requests vs one at a time.
+
+Run: ``python bench/bench_generate.py [--n 5000] [--only 1,2,3,4]``; figures go to
+``bench/results/bench_generate.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from curation.store import Corpus  # noqa: E402
+from syphus.engine.pipeline import GenerateOptions, build_requests, generate, load_annotations  # noqa: E402
+from syphus.engine.requestlog import RequestLog  # noqa: E402
+from syphus.testing.echo_task import EchoTask, write_notes  # noqa: E402
+
+ECHO = "syphus.testing.echo_task:EchoTask"
+PARAMS = {"temperature": 0.7, "max_tokens": 64}
+
+
+class Server:
+    """The test server in its own process (its own core), so the client is measured alone."""
+
+    def __init__(self, latency: str, tmp: Path):
+        port_file = tmp.resolve() / f"port-{os.getpid()}-{random.random()}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "syphus.testing.openai_server",
+                "--latency",
+                latency,
+                "--port-file",
+                str(port_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        for _ in range(1200):
+            if port_file.exists():
+                break
+            time.sleep(0.05)
+        self.base = f"http://127.0.0.1:{port_file.read_text()}/v1"
+
+    def stats(self) -> dict:
+        return httpx.get(self.base.rsplit("/v1", 1)[0] + "/_stats", timeout=30).json()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def server_key(model: str, messages: list[dict]) -> str:
+    body = {"model": model, "messages": messages, **PARAMS}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def run_pipeline(base: str, notes: Path, corpus: Path, *, concurrency: int, backend: str, model: str) -> dict:
+    opts = GenerateOptions(model=model, api_base=base, backend=backend, concurrency=concurrency, progress=False,
+                           max_tokens=PARAMS["max_tokens"], temperature=PARAMS["temperature"], timeout=60)  # fmt: skip
+    return generate(EchoTask(), [notes], corpus, opts, Console(quiet=True))
+
+
+def chunked_threadpool_baseline(base: str, notes: Path, *, concurrency: int, model: str) -> float:
+    """The original Syphus: a pool of threads, one chunk at a time, each chunk waits for its slowest."""
+    task = EchoTask()
+    reqs, _ = build_requests(task, load_annotations(task, [notes], None), model, PARAMS)
+    client = httpx.Client(base_url=base, timeout=60, limits=httpx.Limits(max_connections=concurrency))
+
+    def send(r):
+        resp = client.post("/chat/completions", json={"model": model, "messages": r.messages, **PARAMS})
+        resp.raise_for_status()
+        return resp.json()["choices"][0]["message"]["content"]
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for i in range(0, len(reqs), concurrency):
+            list(pool.map(send, reqs[i : i + concurrency]))
+    wall = time.perf_counter() - t
+    client.close()
+    return len(reqs) / wall
+
+
+def bench_throughput(n: int, tmp: Path) -> dict:
+    srv = Server("lognormal:0.5:0.5", tmp)
+    try:
+        notes = write_notes(tmp / "t1.jsonl", n, prefix="t1")
+        s = run_pipeline(srv.base, notes, tmp / "c1", concurrency=256, backend="http", model="m1")
+        ideal = 256 / 0.5
+        base_notes = write_notes(tmp / "t1b.jsonl", n, prefix="t1b")
+        baseline = chunked_threadpool_baseline(srv.base, base_notes, concurrency=256, model="m1")
+    finally:
+        srv.close()
+    return {
+        "requests": n, "in_flight": 256, "latency": "lognormal mean 0.5 s sigma 0.5",
+        "engine_req_per_s": s["req_per_s"], "ideal_req_per_s": ideal, "fraction_of_ideal": s["req_per_s"] / ideal,
+        "chunked_threadpool_req_per_s": baseline, "speedup_vs_chunked": s["req_per_s"] / baseline,
+        "errors": s["errors"],
+    }  # fmt: skip
+
+
+def bench_overhead(n: int, tmp: Path) -> dict:
+    srv = Server("const:0", tmp)
+    try:
+        notes = write_notes(tmp / "t2.jsonl", n, prefix="t2")
+        http = run_pipeline(srv.base, notes, tmp / "c2a", concurrency=64, backend="http", model="openai/m2")
+        lite = run_pipeline(
+            srv.base, notes, tmp / "c2b", concurrency=64, backend="litellm", model="openai/m2"
+        )
+    finally:
+        srv.close()
+    return {
+        "requests": n, "latency": "0", "http_req_per_s": http["req_per_s"], "litellm_req_per_s": lite["req_per_s"],
+        "speedup_vs_litellm": http["req_per_s"] / lite["req_per_s"], "errors": http["errors"] + lite["errors"],
+    }  # fmt: skip
+
+
+def bench_kill(n: int, kills: int, tmp: Path, seed: int = 0) -> dict:
+    srv = Server("lognormal:0.05:0.5", tmp)
+    rng = random.Random(seed)
+    notes = write_notes(tmp / "t3.jsonl", n, prefix="t3")
+    corpus = tmp / "c3"
+    task = EchoTask()
+    reqs, _ = build_requests(task, load_annotations(task, [notes], None), "m3", PARAMS)
+    skey = {r.key: server_key("m3", r.messages) for r in reqs}
+    cmd = [sys.executable, "-m", "syphus.cli", "generate", "--task", ECHO, "--annotations", str(notes),
+           "--corpus", str(corpus), "--model", "m3", "--api-base", srv.base, "--concurrency", "64", "--no-progress",
+           "--max-tokens", "64", "--temperature", "0.7"]  # fmt: skip
+
+    def finished() -> set[str]:
+        if not (corpus / "corpus.duckdb").exists():
+            return set()
+        with Corpus(corpus) as c:
+            RequestLog(c).close()  # replays the journal of the killed run
+            return {r[0] for r in c.con.execute("SELECT key FROM requests WHERE status='done'").fetchall()}
+
+    lost = asked_again = resent_in_flight = 0
+    prev_done: set[str] = set()
+    try:
+        for _ in range(kills):
+            before = srv.stats()["requests"]
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+            time.sleep(rng.uniform(2.5, 5.0))  # ~2 s of interpreter start-up, then generation
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+            after = srv.stats()["requests"]
+            done = finished()
+            lost += len(prev_done - done)  # a reply once stored must stay stored
+            # a key finished before this run was started must not have been asked in it
+            asked_again += sum(after.get(skey[k], 0) > before.get(skey[k], 0) for k in prev_done)
+            # keys asked in this run that the killed run never stored: in flight at the kill, asked again later
+            resent_in_flight += sum(
+                1 for k in skey if after.get(skey[k], 0) > before.get(skey[k], 0) and k not in done
+            )
+            prev_done = done
+        before = srv.stats()["requests"]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        after = srv.stats()["requests"]
+        done = finished()
+        lost += len(prev_done - done)
+        asked_again += sum(after.get(skey[k], 0) > before.get(skey[k], 0) for k in prev_done)
+        with Corpus(corpus) as c:
+            pairs, distinct = c.con.execute(
+                "SELECT count(*), count(DISTINCT id) FROM instructions"
+            ).fetchone()
+    finally:
+        srv.close()
+    return {
+        "requests": n, "kills": kills, "final_exit": r.returncode, "done_at_end": len(done),
+        "lost_replies": lost + (n - len(done)), "finished_requests_asked_again": asked_again,
+        "in_flight_at_kill_resent": resent_in_flight, "pairs": pairs, "duplicate_pair_ids": pairs - distinct,
+    }  # fmt: skip
+
+
+def bench_local(max_tokens: int) -> dict:
+    from syphus.engine.backends import ChatRequest
+    from syphus.engine.local import LocalBackend
+
+    def req(i):
+        return ChatRequest(key=str(i), model="local/smollm2-135m", params={"temperature": 0, "max_tokens": max_tokens},
+                           messages=[{"role": "user", "content": f"Write a sentence about the number {i}."}])  # fmt: skip
+
+    async def go():
+        b = LocalBackend("local/smollm2-135m")
+        await b.complete(req(99))  # load the model
+        t = time.perf_counter()
+        one = [await b.complete(req(i)) for i in range(2)]
+        t1 = time.perf_counter() - t
+        t = time.perf_counter()
+        eight = await asyncio.gather(*(b.complete(req(10 + i)) for i in range(8)))
+        t8 = time.perf_counter() - t
+        await b.aclose()
+        return (
+            sum(c.completion_tokens for c in one) / t1,
+            sum(c.completion_tokens for c in eight) / t8,
+            b.batches,
+        )
+
+    single, batched, batches = asyncio.run(go())
+    return {"max_tokens": max_tokens, "one_at_a_time_tok_per_s": single, "eight_concurrent_tok_per_s": batched,
+            "speedup": batched / single, "generate_call_sizes": batches[1:]}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000, help="requests for items 1 and 2")
+    ap.add_argument("--kill-n", type=int, default=3000, help="requests for item 3")
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--local-tokens", type=int, default=24)
+    ap.add_argument("--only", default="1,2,3,4")
+    a = ap.parse_args()
+    only = {x.strip() for x in a.only.split(",")}
+    out_path = ROOT / "bench" / "results" / "bench_generate.json"
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    results["machine"] = {"cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if "1" in only:
+            results["1_throughput_256_in_flight"] = bench_throughput(a.n, tmp)
+            print(json.dumps(results["1_throughput_256_in_flight"], indent=1), flush=True)
+        if "2" in only:
+            results["2_pipeline_overhead_vs_litellm"] = bench_overhead(a.n, tmp)
+            print(json.dumps(results["2_pipeline_overhead_vs_litellm"], indent=1), flush=True)
+        if "3" in only:
+            results["3_kill9_resume"] = bench_kill(a.kill_n, a.kills, tmp)
+            print(json.dumps(results["3_kill9_resume"], indent=1), flush=True)
+        if "4" in only:
+            results["4_local_smollm2"] = bench_local(a.local_tokens)
+            print(json.dumps(results["4_local_smollm2"], indent=1), flush=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()
