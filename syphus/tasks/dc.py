@@ -15,7 +15,7 @@ from pathlib import Path
 
 from schemas.annotations import ActivityNetVideo, TimedEvent, VideoEventsRecord
 from syphus.tasks.base import Annotation, BaseTask, TaskOptions
-from syphus.tasks.readers import check_paths, expect, load_json, validate
+from syphus.tasks.readers import check_paths, iter_json_container, validate
 
 
 class DCOptions(TaskOptions):
@@ -34,8 +34,7 @@ class DCTask(BaseTask):
 
     def read(self, paths: list[Path]) -> Iterator[Annotation]:
         for path in check_paths(paths, self.name):
-            videos = expect(load_json(path), dict, str(path), "an object keyed by video id")
-            for video_id, raw in videos.items():
+            for video_id, raw, _ in iter_json_container(path, dict, "an object keyed by video id"):
                 v = validate(ActivityNetVideo, raw, f"{path}: video '{video_id}'")
                 events = sorted(
                     (

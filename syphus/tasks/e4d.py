@@ -24,7 +24,7 @@ from schemas.annotations import Ego4dPass, Ego4dVideo, EgoNarration, EgoWindowRe
 from schemas.errors import SyphusError
 from syphus.tasks.base import Annotation, BaseTask, TaskOptions
 from syphus.tasks.dc import fmt_time
-from syphus.tasks.readers import check_paths, expect, load_json, validate
+from syphus.tasks.readers import check_paths, iter_json_container, validate
 
 
 class E4DOptions(TaskOptions):
@@ -54,10 +54,9 @@ class E4DTask(BaseTask):
     def read(self, paths: list[Path]) -> Iterator[Annotation]:
         pass_key = f"narration_pass_{self.options.narration_pass}"
         for path in check_paths(paths, self.name):
-            videos = expect(load_json(path), dict, str(path), "an object keyed by video uid")
-            if isinstance(videos.get("videos"), list):
-                raise SyphusError(f"{path}: this is Ego4D metadata (ego4d.json), not narration.json")
-            for video_uid, raw in videos.items():
+            for video_uid, raw, _ in iter_json_container(path, dict, "an object keyed by video uid"):
+                if video_uid == "videos" and isinstance(raw, list):
+                    raise SyphusError(f"{path}: this is Ego4D metadata (ego4d.json), not narration.json")
                 v = validate(Ego4dVideo, raw, f"{path}: video '{video_uid}'")
                 npass: Ego4dPass | None = getattr(v, pass_key)
                 if npass is None or not npass.narrations:

@@ -64,3 +64,113 @@ def expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> 
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise SyphusError(f"{where}: expected {what} ({names}), found {type(value).__name__}")
     return value
+
+
+class _JsonStream:
+    """Incremental reader of one top-level JSON array or object, a value at a time.
+
+    Public annotation files (Ego4D narrations, ScanRefer, ActivityNet Captions) are one big
+    array or object; reading them element by element keeps memory at one record, not the file.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.f = open(path, encoding="utf-8-sig")
+        self.buf = ""
+        self.pos = 0
+        self.consumed_lines = 0  # newlines in text already dropped from the buffer
+        self.eof = False
+        self.decoder = json.JSONDecoder()
+
+    def close(self) -> None:
+        self.f.close()
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        # drop what is parsed, then read at least as much again as is kept, so a huge value
+        # costs amortised linear time
+        self.consumed_lines += self.buf.count("\n", 0, self.pos)
+        self.buf = self.buf[self.pos :]
+        self.pos = 0
+        chunk = self.f.read(max(self.CHUNK, len(self.buf)))
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def where(self) -> str:
+        line = self.consumed_lines + self.buf.count("\n", 0, self.pos) + 1
+        return f"{self.path}: line {line}"
+
+    def skip_ws(self) -> str:
+        """The next non-blank character (not consumed), or '' at the end of the file."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._more():
+                return ""
+
+    def expect(self, chars: str, what: str) -> str:
+        c = self.skip_ws()
+        if not c or c not in chars:
+            found = repr(c) if c else "end of file"
+            raise SyphusError(f"{self.where()}: malformed JSON: expected {what}, found {found}")
+        self.pos += 1
+        return c
+
+    def value(self) -> Any:
+        self.skip_ws()
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as e:
+                line = self.consumed_lines + self.buf.count("\n", 0, e.pos) + 1
+                if self._more():
+                    continue
+                raise SyphusError(f"{self.path}: malformed JSON at line {line}: {e.msg}") from e
+            if end == len(self.buf) and not self.eof and self._more():
+                continue  # a number may go on in the next chunk
+            self.pos = end
+            return value
+
+
+def iter_json_container(path: Path, kind: type, what: str = "") -> Iterator[tuple[str | int, Any, str]]:
+    """Stream ``(key or index, value, where)`` from a file holding one JSON object or array.
+
+    ``kind`` is ``dict`` or ``list``; a file of the other shape raises SyphusError saying
+    ``what`` was expected.
+    """
+    s = _JsonStream(path)
+    try:
+        opening = "{" if kind is dict else "["
+        closing = "}" if kind is dict else "]"
+        what = what or ("an object" if kind is dict else "a list")
+        c = s.skip_ws()
+        if c != opening:
+            found = {"{": "an object", "[": "a list", "": "an empty file"}.get(c, f"{c!r}")
+            raise SyphusError(f"{path}: expected {what}, found {found}")
+        s.pos += 1
+        if s.skip_ws() == closing:
+            return
+        index = 0
+        while True:
+            where = s.where()
+            if kind is dict:
+                if s.skip_ws() != '"':
+                    raise SyphusError(f"{where}: malformed JSON: expected a quoted key")
+                key = s.value()
+                s.expect(":", "':' after a key")
+            else:
+                key = index
+            yield key, s.value(), where
+            index += 1
+            if s.expect(f",{closing}", f"',' or '{closing}'") == closing:
+                return
+    finally:
+        s.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from schemas.annotations import SpotDiffRecord
 from syphus.tasks.base import Annotation, BaseTask
-from syphus.tasks.readers import check_paths, expect, load_json, validate
+from syphus.tasks.readers import check_paths, iter_json_container, validate
 
 
 class SDTask(BaseTask):
@@ -25,8 +25,7 @@ class SDTask(BaseTask):
 
     def read(self, paths: list[Path]) -> Iterator[Annotation]:
         for path in check_paths(paths, self.name):
-            records = expect(load_json(path), list, str(path), "a list of {img_id, sentences} records")
-            for i, raw in enumerate(records):
+            for i, raw, _ in iter_json_container(path, list, "a list of {img_id, sentences} records"):
                 rec = validate(SpotDiffRecord, raw, f"{path}: record {i}")
                 rec.sentences = [" ".join(s.split()) for s in rec.sentences if s.strip()]
                 yield Annotation(

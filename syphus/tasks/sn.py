@@ -19,7 +19,7 @@ from pathlib import Path
 
 from schemas.annotations import ScanReferRecord, SceneObject, SceneRecord
 from syphus.tasks.base import Annotation, BaseTask, TaskOptions
-from syphus.tasks.readers import check_paths, expect, load_json, validate
+from syphus.tasks.readers import check_paths, iter_json_container, validate
 
 
 class SNOptions(TaskOptions):
@@ -40,9 +40,8 @@ class SNTask(BaseTask):
 
     def read(self, paths: list[Path]) -> Iterator[Annotation]:
         for path in check_paths(paths, self.name):
-            records = expect(load_json(path), list, str(path), "a list of ScanRefer records")
             scenes: dict[str, dict[str, SceneObject]] = {}
-            for i, raw in enumerate(records):
+            for i, raw, _ in iter_json_container(path, list, "a list of ScanRefer records"):
                 rec = validate(ScanReferRecord, raw, f"{path}: record {i}")
                 objects = scenes.setdefault(rec.scene_id, {})
                 obj = objects.setdefault(

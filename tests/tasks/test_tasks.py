@@ -446,9 +446,14 @@ def test_missing_and_wrong_files(tmp_path):
         list(get_task("SD").read([tmp_path / "absent.json"]))
     with pytest.raises(SyphusError, match=r"expected a list of \{img_id, sentences\} records"):
         list(get_task("SD").read([write(tmp_path / "x.json", {"img_id": "1"})]))
-    with pytest.raises(SyphusError, match="malformed JSON at line 1"):
-        (tmp_path / "b.json").write_text("[{")
+    (tmp_path / "b.json").write_text(
+        '{"v_1": {"duration": 3,\n "timestamps": [[0, 1]],, "sentences": ["x"]}}'
+    )
+    with pytest.raises(SyphusError, match=r"b\.json: malformed JSON at line 2"):
         list(get_task("DC").read([tmp_path / "b.json"]))
+    (tmp_path / "c.json").write_text("[]")
+    with pytest.raises(SyphusError, match=r"c\.json: expected an object keyed by video id, found a list"):
+        list(get_task("DC").read([tmp_path / "c.json"]))
     caps = coco_files(tmp_path)[1:]  # instances only
     with pytest.raises(SyphusError, match="captions_\\*.json"):
         list(get_task("LA").read(caps))
@@ -487,3 +492,24 @@ def test_cgd_pairs_similar_images_each_once(tmp_path):
     ids = [a.id for a in get_task("CGD").read(files)]
     assert ids == ["1-6", "3-4"]  # 1 and 6 share the exact set; 2 is left alone (its best match is taken)
     assert [a.id for a in get_task("CGD", min_jaccard=0.9).read(files)] == ["1-6"]
+
+
+def test_streamed_json_matches_whole_file_reading(tmp_path, monkeypatch):
+    from syphus.tasks import readers
+
+    monkeypatch.setattr(readers._JsonStream, "CHUNK", 37)  # force many refills mid-value
+    videos = {
+        f"v_{i}": {
+            "duration": 10.0 + i,
+            "timestamps": [[0, 1.25], [1.25, 9.5]],
+            "sentences": [f"Event {i} a.", "Then b."],
+        }
+        for i in range(40)
+    }
+    f = write(tmp_path / "train.json", videos)
+    anns = list(get_task("DC", frames=1).read([f]))
+    assert [a.id for a in anns] == list(videos)
+    assert anns[39].data.duration == 49.0 and anns[39].data.events[1].end == 9.5
+    f.write_text(f.read_text()[:-40])
+    with pytest.raises(SyphusError, match=r"train\.json: (malformed JSON|line 1: malformed JSON)"):
+        list(get_task("DC").read([f]))
