@@ -203,6 +203,9 @@ def curate(corpus, cfg: CurateConfig, *, device: str = "cpu", progress: bool = T
             found = detect_language(f"{ins} {ans}")
             if found is not None and found != _lang_root(lang or "en"):
                 flags.append((iid, "wrong_lang", f"lang is '{lang}' but the text reads as '{found}'"))
+    # a record already flagged for another reason is never the copy a near-duplicate is kept against
+    row_of = {iid: i for i, iid in enumerate(ids)}
+    flagged_any |= {row_of[i] for i, _, _ in flags}
     if cfg.near_dup is not None and rows:
         from curation.context import ensure_embedded, model_key
         from curation.embed.cache import load_vectors, text_key

@@ -75,6 +75,22 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
     return hits / (k * len(approx))
 
 
+def recall_lower_bound(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """Mean recall@k minus two standard errors over the queries: tuning stops only when even
+    this pessimistic estimate reaches the target, so a lucky small sample does not stop it early."""
+    if len(approx) == 0:
+        return 1.0
+    per = np.array(
+        [
+            len(set(a[a >= 0].tolist()) & set(e[e >= 0].tolist())) / k
+            for a, e in zip(approx[:, :k], exact[:, :k], strict=True)
+        ]
+    )
+    return (
+        float(per.mean() - 2 * per.std(ddof=1) / math.sqrt(len(per))) if len(per) > 1 else float(per.mean())
+    )
+
+
 class VectorIndex:
     """An index over ``vectors`` (n x d float32, L2-normalised); ids are row positions."""
 
@@ -178,7 +194,7 @@ class VectorIndex:
         value, limit = self._effort()
         while True:
             _, got = self.search(self.x[rows], k)
-            if recall_at_k(got, exact, k) >= target or value >= limit:
+            if recall_lower_bound(got, exact, k) >= target or value >= limit:
                 break
             value = min(limit, value * 2)
             self._set_effort(value)
@@ -258,8 +274,8 @@ class IVFJoin:
             self.set_spill(self.spill)
         return self._lists[c]
 
-    def sample_recall(self, k: int, rows: np.ndarray, exact: np.ndarray) -> float:
-        """recall@k the join will reach on these rows (exact: a row's result depends only on its cell)."""
+    def sample_results(self, k: int, rows: np.ndarray) -> np.ndarray:
+        """The neighbours the join will return for these rows (a row's result depends only on its cell)."""
         import faiss
 
         got = np.full((len(rows), k), -1, dtype=np.int64)
@@ -269,7 +285,7 @@ class IVFJoin:
                 self.x[r : r + 1], self.x[cand], min(k, len(cand)), metric=faiss.METRIC_INNER_PRODUCT
             )
             got[j, : nbr.shape[1]] = cand[nbr[0]]
-        return recall_at_k(got, exact, k)
+        return got
 
     def run(self, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
         import faiss
@@ -329,10 +345,8 @@ def all_items_knn(
         join = IVFJoin(x, seed=seed, threads=threads)
         exact_tune, exact_report = exact_sample[: len(tune_rows)], exact_sample[len(tune_rows) :]
         while True:
-            if (
-                join.sample_recall(k, tune_rows, exact_tune) >= target_recall
-                or join.spill >= join.assign.shape[1]
-            ):
+            lcb = recall_lower_bound(join.sample_results(k, tune_rows), exact_tune, k)
+            if lcb >= target_recall or join.spill >= join.assign.shape[1]:
                 break
             join.set_spill(join.spill + 1)
         t0 = time.perf_counter()
