@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -91,10 +92,12 @@ def chunked_threadpool_baseline(base: str, notes: Path, *, concurrency: int, mod
     """The original Syphus: a pool of threads, one chunk at a time, each chunk waits for its slowest."""
     task = EchoTask()
     reqs, _ = build_requests(task, load_annotations(task, [notes], None), model, PARAMS)
-    client = httpx.Client(base_url=base, timeout=60, limits=httpx.Limits(max_connections=concurrency))
+    local = threading.local()  # a sync httpx.Client is not safe across threads: one per thread
 
     def send(r):
-        resp = client.post("/chat/completions", json={"model": model, "messages": r.messages, **PARAMS})
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base, timeout=60)
+        resp = local.client.post("/chat/completions", json={"model": model, "messages": r.messages, **PARAMS})
         resp.raise_for_status()
         return resp.json()["choices"][0]["message"]["content"]
 
@@ -103,7 +106,6 @@ def chunked_threadpool_baseline(base: str, notes: Path, *, concurrency: int, mod
         for i in range(0, len(reqs), concurrency):
             list(pool.map(send, reqs[i : i + concurrency]))
     wall = time.perf_counter() - t
-    client.close()
     return len(reqs) / wall
 
 
