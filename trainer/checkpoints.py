@@ -267,3 +267,16 @@ def _tied_duplicates(model, loaded: dict) -> set[str]:
         if any(n in loaded for n in names):
             out.update(names)
     return out
+
+
+def convert_checkpoint(
+    source: str | Path, config, out: str | Path, *, layout: str | None = None
+) -> LoadReport:
+    """Build an Otter from ``config`` (its pretrained LM and vision encoder), load an OpenFlamingo v2
+    or Otter checkpoint over it, and save the result as one ``save_otter`` folder at ``out``."""
+    from trainer.modeling_otter import build_otter, save_otter
+
+    model, tokenizer, processor = build_otter(config)
+    report = load_flamingo_checkpoint(model, source, layout=layout, tokenizer=tokenizer)
+    save_otter(out, model, tokenizer, processor)
+    return report

@@ -8,8 +8,14 @@ import torch
 from safetensors.torch import save_file
 
 from schemas.errors import SyphusError
-from trainer.checkpoints import detect_layout, load_flamingo_checkpoint, map_checkpoint_keys, read_state_dict
-from trainer.modeling_otter import OtterConfig, build_otter
+from trainer.checkpoints import (
+    convert_checkpoint,
+    detect_layout,
+    load_flamingo_checkpoint,
+    map_checkpoint_keys,
+    read_state_dict,
+)
+from trainer.modeling_otter import OtterConfig, build_otter, load_otter
 
 open_flamingo = pytest.importorskip(
     "open_flamingo", reason="open-flamingo==2.0.1 (the reference implementation) is not installed"
@@ -134,6 +140,11 @@ def test_openflamingo_checkpoint_parity(tiny_open_clip, tmp_path):
     report = load_flamingo_checkpoint(ours, tmp_path / "train.pt")
     assert report.missing and all(n.startswith(("lang_model.", "vision_encoder.")) for n in report.missing)
     assert max_diff(ref, ours, vision_x, ids, mask) <= 1e-4
+
+    # One call converts to a self-contained Otter folder that loads back with the same logits.
+    convert_checkpoint(tmp_path / "checkpoint.pt", cfg, tmp_path / "converted")
+    converted, _, _ = load_otter(tmp_path / "converted")
+    assert max_diff(ref, converted.eval(), vision_x, ids, mask) <= 1e-4
 
 
 def test_otter_hf_checkpoint_parity(tmp_path):
