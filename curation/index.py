@@ -1,11 +1,14 @@
-"""FAISS nearest-neighbour indexes over L2-normalised vectors (inner product = cosine).
+"""FAISS nearest-neighbour search over L2-normalised vectors (inner product = cosine).
 
-The index is chosen by size: exact ``Flat`` up to ``flat_max`` vectors (all-items search
-costs n^2 d there, still seconds), ``IVF`` above (k-means cells; a query scans the ``nprobe``
-nearest cells), or ``HNSW`` on request. An approximate index is tuned, not guessed: ``nprobe``
-(IVF) or ``efSearch`` (HNSW) doubles until recall@k on a tuning sample of queries reaches the
-target, and recall@k is then measured against exact search on a separate sample and reported.
-The FAISS thread count is always set explicitly.
+The index is chosen by size: exact ``Flat`` up to ``flat_max`` vectors (an all-items search
+costs n^2 d there, still seconds), IVF above, or HNSW on request. For the all-items search
+that retrieval needs (every item is a query), IVF runs as a cell join (``IVFJoin``): items are
+put in k-means cells with a redundant ("spill") assignment and each cell is one exact BLAS
+search of its members against its candidates. An approximate search is tuned, not guessed:
+its effort (IVF spill, HNSW efSearch) rises until recall@k on a tuning sample, minus two
+standard errors, reaches the target; recall@k of the actual results is then measured against
+exact search on a separate sample and reported with the run. The FAISS thread count is always
+set explicitly.
 """
 
 from __future__ import annotations
@@ -160,32 +163,6 @@ class VectorIndex:
         if self.kind == "ivf":
             return self.index.nprobe, self.index.nlist
         return self.index.hnsw.efSearch, max(len(self.x), 1)
-
-    def exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
-
-        D, nbr = faiss.knn(
-            np.ascontiguousarray(queries, dtype=np.float32),
-            self.x,
-            min(k, len(self.x)),
-            metric=faiss.METRIC_INNER_PRODUCT,
-        )
-        return D, nbr
-
-    def measure_recall(
-        self, k: int, sample: int, seed: int, query_rows: np.ndarray | None = None
-    ) -> tuple[float, int]:
-        """recall@k of this index against exact search, on ``sample`` seeded queries drawn from
-        ``query_rows`` (rows of the indexed vectors; all rows by default)."""
-        rows = np.arange(len(self.x)) if query_rows is None else np.asarray(query_rows)
-        if len(rows) == 0:
-            return 1.0, 0
-        rng = np.random.default_rng(seed)
-        pick = rows if len(rows) <= sample else rng.choice(rows, sample, replace=False)
-        q = self.x[pick]
-        _, approx = self.search(q, k)
-        _, exact = self.exact_search(q, k)
-        return recall_at_k(approx, exact, min(k, len(self.x))), len(pick)
 
     def tune(self, k: int, target: float, rows: np.ndarray, exact: np.ndarray) -> None:
         """Double nprobe / efSearch until recall@k on the tuning rows reaches ``target``."""
