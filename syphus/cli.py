@@ -40,9 +40,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from syphus import cli_generate, cli_report, cli_retrieve, cli_store, cli_train
+    from syphus import cli_demo, cli_generate, cli_report, cli_retrieve, cli_store, cli_train
 
-    for mod in (cli_store, cli_generate, cli_retrieve, cli_train, cli_report):
+    for mod in (cli_store, cli_generate, cli_retrieve, cli_train, cli_report, cli_demo):
         mod.register(app)
 
 
@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> None:
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click returns a typer.Exit's code instead of exiting.
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc != 0:
+            sys.exit(rc)
     except SyphusError as e:
         if debug:
             raise

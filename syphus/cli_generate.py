@@ -28,7 +28,14 @@ def _task_options(values: list[str]) -> dict:
         if "=" not in v:
             raise SyphusError(f"--task-option '{v}': expected NAME=VALUE")
         k, _, raw = v.partition("=")
-        out[k.strip()] = yaml.safe_load(raw)
+        try:
+            val = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            val = raw
+        # '{stem}' is a format pattern, not a YAML mapping with empty values
+        if isinstance(val, dict) and all(x is None for x in val.values()):
+            val = raw
+        out[k.strip()] = val
     return out
 
 

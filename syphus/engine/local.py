@@ -49,15 +49,13 @@ def load_smollm2():
     if not (folder / "config.json").is_file():
         src = gguf_path()
         tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-        loaded = AutoModelForCausalLM.from_pretrained(
-            src.parent, gguf_file=src.name, torch_dtype=torch.float32
-        )
+        loaded = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
         # a GGUF-loaded model refuses save_pretrained; its weights are plain fp32 by now, so
         # copy them into a fresh model of the same config and save that
         config = loaded.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(loaded.state_dict())
         tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         tok.save_pretrained(tmp)
@@ -70,7 +68,7 @@ def load_smollm2():
 
             shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     model.eval()
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -89,6 +87,7 @@ class LocalBackend:
     """``await complete(req)`` from many coroutines; one thread runs batched ``generate`` calls."""
 
     name = "local"
+    in_process = True  # the scheduler applies no per-request timeout to it
 
     def __init__(self, model: str, *, max_batch: int = 8, gather_s: float = 0.02, threads: int | None = None):
         if model not in MODELS:
@@ -101,6 +100,7 @@ class LocalBackend:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
+        self._stopping = threading.Event()
         self.batches: list[int] = []  # size of every generate call, for tests and benchmarks
 
     def _start(self) -> None:
@@ -172,12 +172,22 @@ class LocalBackend:
         if sample:
             kw["temperature"] = max(temps)  # one batch, one temperature: the highest asked
         self.batches.append(len(reqs))
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        stopping = self._stopping
+
+        class _StopOnClose(StoppingCriteria):
+            # lets aclose() end a long generate within one decoding step
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), stopping.is_set(), dtype=torch.bool)
+
         with torch.inference_mode():
             out = model.generate(
                 **enc,
                 max_new_tokens=max_new,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
+                stopping_criteria=StoppingCriteriaList([_StopOnClose()]),
                 **kw,
             )
         width = enc["input_ids"].shape[1]
@@ -206,9 +216,12 @@ class LocalBackend:
         return results
 
     async def aclose(self) -> None:
+        # Stop the batcher before the interpreter exits: a thread still inside torch at exit
+        # aborts the process ("terminate called without an active exception").
         if self._thread is not None:
+            self._stopping.set()
             self._queue.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 5)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 120)
             self._thread = None
 
 

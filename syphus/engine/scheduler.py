@@ -189,7 +189,10 @@ class Scheduler:
             req.attempts += 1
             self.stats.in_flight += 1
             try:
-                c = await asyncio.wait_for(self.backend.complete(req), self.cfg.timeout)
+                # An in-process model is CPU-bound, not waiting on a network: a timeout would only
+                # abandon finished work and queue it again behind itself.
+                limit = None if getattr(self.backend, "in_process", False) else self.cfg.timeout
+                c = await asyncio.wait_for(self.backend.complete(req), limit)
             except (Retryable, asyncio.TimeoutError) as e:
                 retry_after = getattr(e, "retry_after", None)
                 last = str(e) or f"timeout after {self.cfg.timeout:g} s"
