@@ -294,8 +294,10 @@ class OtterForConditionalGeneration(PreTrainedModel):
         """
         if lang_x is None:
             raise SyphusError("forward needs lang_x (token ids [B, L])")
-        if media is None and vision_x is not None:
+        if media is None and vision_x is not None and vision_x.shape[1] > 0:
             media = self.encode_images(vision_x)
+        if media is not None and media.shape[1] == 0:
+            media = None  # a batch of text-only samples (T_img = 0)
         cached = _cache_length(past_key_values)
         if media_offset is None and cached > 0 and media is not None:
             media_offset = torch.full(
@@ -357,7 +359,7 @@ class OtterForConditionalGeneration(PreTrainedModel):
         Otter lost them after the first token). Stops a row at ``eos_token_id`` (default:
         ``<|endofchunk|>`` and the tokenizer's eos); finished rows are padded with ``pad_token_id``.
         """
-        media = self.encode_images(vision_x) if vision_x is not None else None
+        media = self.encode_images(vision_x) if vision_x is not None and vision_x.shape[1] > 0 else None
         ids = lang_x
         mask = attention_mask if attention_mask is not None else torch.ones_like(lang_x)
         if eos_token_id is None:

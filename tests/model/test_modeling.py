@@ -58,6 +58,23 @@ def test_all_masked_labels_give_zero_loss_and_finite_grads(tiny):
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+def test_text_only_rows_match_with_or_without_images_in_the_batch(tiny):
+    model, tok, proc = tiny
+    model = copy.deepcopy(model)
+    open_gates(model)
+    text = "User: no picture here GPT:<answer> fine<|endofchunk|>"
+    ids = tok([text], return_tensors="pt").input_ids
+    with torch.no_grad():
+        alone = model(vision_x=None, lang_x=ids).logits
+        empty_t = model(vision_x=torch.zeros(1, 0, 1, 3, 32, 32), lang_x=ids).logits
+        with_image = model(vision_x=pixels(proc, "red"), lang_x=ids).logits
+        generated = model.generate(torch.zeros(1, 0, 1, 3, 32, 32), ids, max_new_tokens=2)
+    assert torch.isfinite(alone).all()
+    assert torch.equal(alone, empty_t)
+    assert torch.allclose(alone, with_image, atol=1e-6)
+    assert generated.shape[1] <= ids.shape[1] + 2
+
+
 def test_loss_counts_only_supervised_tokens():
     logits = torch.randn(1, 4, 7)
     labels = torch.tensor([[-100, -100, 3, -100]])
