@@ -13,6 +13,16 @@ from PIL import Image, ImageDraw
 
 from schemas.shards import ShardFiles, ShardManifest
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def train_env() -> dict:
+    """Environment for a training subprocess: DeepSpeed on CPU, one thread, the repo importable."""
+    import os
+
+    return {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
 CONTEXT = pa.struct(
     [
         ("id", pa.string()),
@@ -168,4 +178,40 @@ def shapes_vqa(n: int, seed: int, prefix: str = "V", blank: bool = False):
         image_id = f"{prefix}img{i:05d}"
         images[image_id] = draw(shape, colour, where, blank=blank)
         rows.append(row(f"{prefix}_INS_{i:05d}", QUESTIONS[kind][0], answer, [image_id], task="SHAPES"))
+    return rows, images
+
+
+def mode_vqa(n: int, seed: int, prefix: str = "M", shots: int = 2):
+    """A task defined only by its in-context examples: every sample asks "What is this?", and
+    whether the answer is the shape's colour or its shape is shown only by the ``shots``
+    examples before it (each with its own image). Without them the best one can do is guess
+    which of the two is wanted."""
+    import random
+
+    rng = random.Random(seed)
+    rows, images = [], {}
+
+    def one(tag: str, mode: str):
+        colour, shape = rng.choice(list(COLOURS)), rng.choice(QUESTIONS["shape"][1])
+        image_id = f"{prefix}{tag}"
+        images[image_id] = draw(shape, colour, rng.choice(["left", "right"]))
+        return image_id, colour if mode == "colour" else shape
+
+    for i in range(n):
+        mode = rng.choice(["colour", "shape"])
+        context = []
+        for k in range(shots):
+            image_id, answer = one(f"c{i:05d}_{k}", mode)
+            context.append(
+                {
+                    "id": f"{prefix}_CTX_{i:05d}_{k}",
+                    "instruction": "What is this?",
+                    "answer": answer,
+                    "image_ids": [image_id],
+                }
+            )
+        image_id, answer = one(f"q{i:05d}", mode)
+        rows.append(
+            row(f"{prefix}_INS_{i:05d}", "What is this?", answer, [image_id], task="MODE", context=context)
+        )
     return rows, images

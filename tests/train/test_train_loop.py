@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,9 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from .helpers import shapes_vqa, write_shards
+from .helpers import REPO, shapes_vqa, train_env, write_shards
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 CONFIG = """model: {{name: tiny}}
@@ -28,10 +26,6 @@ save_every: {save}
 torch_threads: 1
 seed: 7
 """
-
-
-def _env() -> dict:
-    return {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
 def _setup(tmp_path: Path, name: str, steps: int, zero: int, save: int) -> tuple[Path, Path]:
@@ -47,7 +41,7 @@ def _setup(tmp_path: Path, name: str, steps: int, zero: int, save: int) -> tuple
 def _train(mix: Path, cfg: Path, out: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "trainer.train", "--mix", str(mix), "--config", str(cfg), "--out", str(out)]
     return subprocess.Popen(
-        cmd, env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cmd, env=train_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -105,7 +99,7 @@ def test_cli_launcher_zero3_export_loads_and_matches_zero0(tmp_path):
             str(tmp_path / "z3"),
             "--cpu",
         ],
-        env=_env(),
+        env=train_env(),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,0 +1,47 @@
+"""``syphus train`` argument handling and training-config errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.errors import SyphusError
+from schemas.train import load_train_config
+from syphus.cli import main
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_config_errors_name_the_field(tmp_path, capsys):
+    p = tmp_path / "t.yaml"
+    p.write_text("max_steps: 10\nzero_stage: 5\n")
+    with pytest.raises(SyphusError, match="zero_stage"):
+        load_train_config(p)
+    p.write_text("batch_size: 4\n")
+    with pytest.raises(SyphusError, match="max_steps or epochs"):
+        load_train_config(p)
+    (tmp_path / "mix.yaml").write_text("IMAGE_TEXT:\n  a:\n    shards_path: s\n")
+    p.write_text("max_steps: 3\n")
+    code, out, _ = _run(
+        [
+            "train",
+            "--mix",
+            str(tmp_path / "mix.yaml"),
+            "--config",
+            str(p),
+            "--out",
+            str(tmp_path / "o"),
+            "--cpu",
+            "--print-command",
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert out.startswith("DS_ACCELERATOR=cpu ") and "--module trainer.train" in out and "--num_gpus 1" in out
