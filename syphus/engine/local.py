@@ -70,10 +70,27 @@ def load_smollm2():
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     model.eval()
+    model = quantize_for_cpu(model)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok, model
+
+
+def quantize_for_cpu(model):
+    """int8 weights for the Linear layers (dynamic activation quantization), unless
+    SYPHUS_LOCAL_QUANT=none. Decoding one token reads every weight once, so on a CPU it is
+    bound by memory bandwidth; a quarter of the bytes made decoding ~7x faster on the 2-core
+    development machine (0.3 s instead of 3 s a step). The cost is a small loss of quality."""
+    import warnings
+
+    import torch
+
+    if os.environ.get("SYPHUS_LOCAL_QUANT", "int8").lower() in ("none", "0", "off", "fp32"):
+        return model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 @dataclass
