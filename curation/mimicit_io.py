@@ -397,24 +397,13 @@ def import_image_files(
     report = ImportReport(run_id)
     try:
         with corpus.image_writer(run_id, max_pixels=max_pixels, source=spec) as w:
+            batch: list[tuple[str, bytes, str]] = []
             for iid, f in ids.items():
-                data = f.read_bytes()
-                try:
-                    status = w.add(iid, data, where=str(f))
-                except SyphusError as e:
-                    if not skip_bad:
-                        raise
-                    corpus.quarantine("import", str(e), source=str(f), record_id=iid, run_id=run_id)
-                    report.skip("bad image")
-                    continue
-                if status == "existing":
-                    report.images_existing += 1
-                else:
-                    report.images_added += 1
-                    report.image_bytes += len(data)
-                    report.images_deduplicated += status == "dedup"
-                if progress:
-                    progress(1, len(data))
+                batch.append((iid, f.read_bytes(), str(f)))
+                if len(batch) >= 256:
+                    _add_images(corpus, w, batch, spec, run_id, report, skip_bad, progress)
+                    batch = []
+            _add_images(corpus, w, batch, spec, run_id, report, skip_bad, progress)
         corpus.finish_run(run_id, "done", report.__dict__)
     except SyphusError:
         corpus.rollback_run(run_id)

@@ -51,6 +51,11 @@ _register_all()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors for user mistakes, tracebacks only with --debug."""
+    # Models load only from disk (packages, local paths, caches): nothing downloads silently.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # Idle OpenMP threads sleep instead of spinning: much faster on shared or small machines.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from schemas.errors import SyphusError
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

@@ -23,27 +23,9 @@ def train_env() -> dict:
     return {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
-CONTEXT = pa.struct(
-    [
-        ("id", pa.string()),
-        ("instruction", pa.string()),
-        ("answer", pa.string()),
-        ("image_ids", pa.list_(pa.string())),
-    ]
-)
-PART_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("task", pa.string()),
-        ("lang", pa.string()),
-        ("media", pa.string()),
-        ("instruction", pa.string()),
-        ("answer", pa.string()),
-        ("image_ids", pa.list_(pa.string())),
-        ("context", pa.list_(CONTEXT)),
-    ]
-)
-IMAGES_SCHEMA = pa.schema([("image_id", pa.string()), ("bytes", pa.binary())])
+# The exporter's own schemas, so these test shards cannot drift from what it writes.
+from curation.shards_export import IMAGES_SCHEMA  # noqa: E402
+from curation.shards_export import INSTRUCTION_SCHEMA as PART_SCHEMA  # noqa: E402
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (40, 60, 230), "yellow": (230, 220, 30)}
 
