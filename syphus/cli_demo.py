@@ -17,7 +17,7 @@ def demo_cmd(
         help="Generation model: the offline SmolLM2 default, or any litellm string (e.g. openai/gpt-4o-mini) "
         "with its API key in the environment; a cost estimate is printed before anything is paid for.",
     ),
-    train_steps: int = typer.Option(60, "--train-steps", help="Optimizer steps for the small Otter."),
+    train_steps: int = typer.Option(30, "--train-steps", help="Optimizer steps for the small Otter."),
     quick: bool = typer.Option(
         False,
         "--quick",

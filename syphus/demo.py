@@ -31,10 +31,10 @@ class DemoPlan:
     out: Path
     model: str = OFFLINE_MODEL
     quick: bool = False
-    train_steps: int = 60
-    limit_la: int = 4
+    train_steps: int = 30
+    limit_la: int = 2
     limit_dc: int = 1
-    limit_sd: int = 2
+    limit_sd: int = 1
     limit_translate: int = 1
     max_tokens: int = 384
     steps: list[tuple[str, list[str]]] = field(default_factory=list)

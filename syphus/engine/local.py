@@ -185,7 +185,12 @@ class LocalBackend:
         max_new = max(int(r.params.get("max_tokens") or 256) for r in reqs)
         temps = [float(r.params.get("temperature") or 0.0) for r in reqs]
         sample = max(temps) > 0
-        kw = {"do_sample": sample}
+        # Tiny models fall into loops ("Question: ... Answer: ..." repeated until max_tokens); a
+        # mild penalty, as llama.cpp applies by default, keeps replies parseable.
+        kw = {
+            "do_sample": sample,
+            "repetition_penalty": float(os.environ.get("SYPHUS_LOCAL_REPETITION_PENALTY", "1.2")),
+        }
         if sample:
             kw["temperature"] = max(temps)  # one batch, one temperature: the highest asked
         self.batches.append(len(reqs))
