@@ -8,6 +8,7 @@ pairs. Scheduling, retries, caching and storage belong to the engine.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,7 @@ class TaskOptions(BaseModel):
     max_pairs: int = 50
 
 
-class BaseTask:
+class BaseTask(ABC):
     """Shared code: options, prompt loading, message assembly, the generic pair parser.
 
     Subclasses set ``name``, ``prompt_name``, ``default_image_id_pattern`` and ``Options``, and
@@ -94,11 +95,13 @@ class BaseTask:
         self.prompt = load_prompt(self.options.prompt or self.prompt_name)
         self.image_id_pattern = self.options.image_id_pattern or self.default_image_id_pattern
 
+    @abstractmethod
     def read(self, paths: list[Path]) -> Iterator[Annotation]:
-        raise NotImplementedError
+        """Yield validated annotations from the dataset's own files."""
 
+    @abstractmethod
     def render_query(self, ann: Annotation) -> str:
-        raise NotImplementedError
+        """The user turn that presents one annotation to the model."""
 
     def messages(self, ann: Annotation) -> list[dict[str, str]]:
         return [
