@@ -170,8 +170,9 @@ def _build_open_clip(name: str, weights: str, vision_config: dict | None, pretra
     if pretrained and weights.lower() not in ("none", "random", ""):
         path = Path(weights)
         if path.is_file():
-            state = _load_state_dict_file(path)
-            state = {k.removeprefix("module."): v for k, v in state.items()}
+            from trainer.checkpoints import read_state_dict  # tensors only, no arbitrary unpickling
+
+            state = read_state_dict(path)
             visual_state = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
             if not visual_state:
                 raise SyphusError(f"{path}: no 'visual.*' weights in this open_clip checkpoint")
@@ -224,23 +225,3 @@ def _build_hf_clip(path: str, vision_config: dict | None, pretrained: bool) -> V
     enc = VisionEncoder("hf_clip", model, int(cfg.hidden_size))
     keep = {"clip": cfg.to_dict(), "mean": list(mean), "std": list(std)}
     return VisionSpec(enc, OtterImageProcessor(int(cfg.image_size), mean, std), keep)
-
-
-def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors only: safetensors, or torch.load with weights_only=True (no arbitrary unpickling)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SyphusError(
-            f"{path}: cannot read as a weights-only checkpoint ({type(e).__name__}: {e})"
-        ) from e
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict):
-        raise SyphusError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    return obj
