@@ -298,7 +298,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
         supervise_context=cfg.supervise_context,
         shuffle_buffer=cfg.shuffle_buffer,
     )
-    probe = MixStream(
+    data = MixStream(
         mix,
         tokenizer=tokenizer,
         special=special,
@@ -307,7 +307,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
         rank=rank,
         world_size=world,
     )
-    steps = total_steps(cfg, probe.epoch_size, world)
+    steps = total_steps(cfg, data.epoch_size, world)
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_ratio * steps)
 
     on_gpu = torch.cuda.is_available()
@@ -334,16 +334,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
     if rank == 0:
         metrics_path.write_text("".join(line + "\n" for line in _read_metrics(metrics_path, step)))
 
-    data = MixStream(
-        mix,
-        tokenizer=tokenizer,
-        special=special,
-        image_processor=image_processor,
-        options=options,
-        rank=rank,
-        world_size=world,
-        start_batch=step * cfg.grad_accum,
-    )
+    data.start_batch = step * cfg.grad_accum  # resume: skip what the checkpoint already consumed
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=cfg.num_workers)
     batches = iter(loader)
 
