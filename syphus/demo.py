@@ -97,44 +97,32 @@ def build_plan(plan: DemoPlan) -> DemoPlan:
             ),
         ),
     ]
+    # The LA step, also run first with --dry-run when a paid model is named.
+    generate_la = [
+        "generate",
+        "--task",
+        "LA",
+        "--annotations",
+        str(coco / "annotations" / "captions_example.json"),
+        "--annotations",
+        str(coco / "annotations" / "instances_example.json"),
+        *gen_common,
+        "--task-option",
+        "image_id_pattern={stem}",
+        "--limit",
+        str(plan.limit_la),
+    ]
     if plan.model != OFFLINE_MODEL:
         steps.append(
             (
                 "estimate the cost first",
-                _syphus(
-                    "generate",
-                    "--task",
-                    "LA",
-                    "--annotations",
-                    str(coco / "annotations" / "captions_example.json"),
-                    "--annotations",
-                    str(coco / "annotations" / "instances_example.json"),
-                    *gen_common,
-                    "--task-option",
-                    "image_id_pattern={stem}",
-                    "--limit",
-                    str(plan.limit_la),
-                    "--dry-run",
-                ),
+                _syphus(*generate_la, "--dry-run"),
             )
         )
     steps += [
         (
             "generate LA pairs",
-            _syphus(
-                "generate",
-                "--task",
-                "LA",
-                "--annotations",
-                str(coco / "annotations" / "captions_example.json"),
-                "--annotations",
-                str(coco / "annotations" / "instances_example.json"),
-                *gen_common,
-                "--task-option",
-                "image_id_pattern={stem}",
-                "--limit",
-                str(plan.limit_la),
-            ),
+            _syphus(*generate_la),
         ),
         (
             "generate DC pairs",
