@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import mmap
 import os
 import platform
 import threading
@@ -445,10 +446,6 @@ class ImageShardWriter:
         self._ids: list[tuple[str, str]] = []  # (id, sha256) to commit with the next shard
         self._pending_ids: dict[str, str] = {}
         self._buf_bytes = 0
-        self.added = 0
-        self.skipped_existing = 0
-        self.deduplicated = 0
-        self.bytes_written = 0
 
     def add(
         self, image_id: str, data: bytes, *, where: str | None = None, info: ImageInfo | None = None
@@ -483,7 +480,6 @@ class ImageShardWriter:
             prev = self._pending_ids.get(iid) or stored_ids.get(iid) or seen_in_batch.get(iid)
             if prev is not None:
                 if prev == info.sha256:
-                    self.skipped_existing += 1
                     status.append("existing")
                     continue
                 raise SyphusError(f"{where or iid}: id '{iid}' is already in the corpus with different bytes")
@@ -494,7 +490,6 @@ class ImageShardWriter:
                 continue
             if info.sha256 in self._pending_sha or info.sha256 in stored_shas:
                 status[k] = "dedup"
-                self.deduplicated += 1
             else:
                 status[k] = "added"
                 self._blobs.append((info, data))
@@ -502,7 +497,6 @@ class ImageShardWriter:
                 self._buf_bytes += len(data)
             self._ids.append((iid, info.sha256))
             self._pending_ids[iid] = info.sha256
-            self.added += 1
         if len(self._blobs) >= self.rows_per_shard or self._buf_bytes >= self.bytes_per_shard:
             self.flush()
         return status
@@ -520,7 +514,6 @@ class ImageShardWriter:
             final = self.corpus.images_dir / shard_name
             offsets = _write_shard(final, [b for _, b in blobs], [i.sha256 for i, _ in blobs])
             nbytes = final.stat().st_size
-            self.bytes_written += sum(len(b) for _, b in blobs)
             for k, (info, _data) in enumerate(blobs):
                 shard_rows.append(
                     (
@@ -620,28 +613,24 @@ def _locate_values(path: Path, datas: list[bytes]) -> list[int]:
     column are stored verbatim and in order, so a forward search from each row group's
     column chunk start finds them (and a full comparison guards against false matches)."""
     md = pq.ParquetFile(path).metadata
-    blob = path.read_bytes()
-    col = md.schema.names.index("bytes") if hasattr(md.schema, "names") else 1
+    col = md.schema.names.index("bytes")
     offsets: list[int] = []
     k = 0
-    for rg in range(md.num_row_groups):
-        chunk = md.row_group(rg).column(col)
-        pos = chunk.data_page_offset
-        for _ in range(md.row_group(rg).num_rows):
-            d = datas[k]
-            probe = d[: min(len(d), 256)]
-            while True:
-                p = blob.find(probe, pos)
-                if p < 0:
-                    raise RuntimeError(f"{path}: could not locate image {k} in its shard")
-                if blob[p : p + len(d)] == d:
-                    break
-                pos = p + 1
-            offsets.append(p)
-            pos = p + len(d)
-            k += 1
+    # mapped, not read: the shard's bytes are already in memory once, in `datas`
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
+        for rg in range(md.num_row_groups):
+            pos = md.row_group(rg).column(col).data_page_offset
+            for _ in range(md.row_group(rg).num_rows):
+                d = datas[k]
+                probe = d[: min(len(d), 256)]
+                while True:
+                    p = blob.find(probe, pos)
+                    if p < 0:
+                        raise RuntimeError(f"{path}: could not locate image {k} in its shard")
+                    if blob[p : p + len(d)] == d:
+                        break
+                    pos = p + 1
+                offsets.append(p)
+                pos = p + len(d)
+                k += 1
     return offsets
-
-
-def open_corpus(path: str | Path, *, create: bool = False, read_only: bool = False) -> Corpus:
-    return Corpus(path, create=create, read_only=read_only)
