@@ -91,7 +91,6 @@ def export_shards(
     ).fetchall()
     if not ids_rows:
         raise SyphusError(f"{corpus.path}: no instructions match (tasks={tasks}, langs={langs})")
-    known_images = {r[0] for r in corpus.con.execute("SELECT id FROM images").fetchall()}
 
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
@@ -108,6 +107,8 @@ def export_shards(
         ctx = corpus.context_map(ids)
         ctx_ids = sorted({c for q in ids for c in ctx.get(q, [])[:max_context]} - set(base))
         related = {**base, **_fetch(corpus, ctx_ids)}
+        # which of this part's images exist: one query a part, not every id of the corpus in memory
+        known_images = set(corpus.has_images(sorted({i for _, _, imgs in related.values() for i in imgs})))
         cols: dict[str, list] = {k: [] for k in INSTRUCTION_SCHEMA.names}
         need: set[str] = set()
         for ins_id, task, lang in chunk:
