@@ -382,8 +382,10 @@ def import_image_files(
     skip_bad: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Progress | None = None,
+    files: list[Path] | None = None,
 ) -> ImportReport:
-    files = iter_image_paths(spec)
+    """Ingest the files ``spec`` names (or ``files``, already listed from it by the caller)."""
+    files = iter_image_paths(spec) if files is None else files
     root = Path(spec) if Path(spec).is_dir() else None
     ids: dict[str, Path] = {}
     for f in files:

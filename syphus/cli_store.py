@@ -101,10 +101,16 @@ def import_images_cmd(
     from curation.store import Corpus
     from syphus.ui import progress_bar, summary_table
 
-    n = len(iter_image_paths(source))
-    with Corpus(corpus) as c, progress_bar("importing images", n, bytes_rate=True) as adv:
+    files = iter_image_paths(source)
+    with Corpus(corpus) as c, progress_bar("importing images", len(files), bytes_rate=True) as adv:
         r = import_image_files(
-            c, source, id_pattern=id_pattern, skip_bad=skip_bad, max_pixels=max_pixels, progress=adv
+            c,
+            source,
+            id_pattern=id_pattern,
+            skip_bad=skip_bad,
+            max_pixels=max_pixels,
+            progress=adv,
+            files=files,
         )
     rows = [
         ("run", r.run_id),
