@@ -36,9 +36,8 @@ def demo_cmd(
         plan.train_steps = min(train_steps, 8)
         plan.limit_la, plan.limit_dc, plan.limit_sd, plan.limit_translate = 1, 1, 1, 1
     t0 = time.perf_counter()
-    timings = run_demo(plan, echo=typer.echo)
+    timings, answer = run_demo(plan, echo=typer.echo)
     total = time.perf_counter() - t0
-    answer = timings.pop()[2]
     summary_table(
         "demo",
         [(t, f"{dt:.0f} s", s) for t, dt, s in timings] + [("total", f"{total / 60:.1f} min", "")],
