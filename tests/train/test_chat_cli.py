@@ -1,0 +1,150 @@
+"""``syphus chat`` and ``syphus infer`` through the command line, on a saved tiny Otter.
+
+The tiny model is untrained, so its answers are noise; what is checked is that the commands
+load a saved folder, feed images and in-context examples, agree with the library API, write
+every answer, and turn bad input into one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from syphus.cli import main
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from trainer.modeling_otter import build_otter, save_otter
+
+    folder = tmp_path_factory.mktemp("otter") / "model"
+    model, tok, ip = build_otter("tiny")
+    save_otter(folder, model, tok, ip)
+    return folder
+
+
+@pytest.fixture()
+def images(tmp_path):
+    paths = {}
+    for name, colour in [("red", (220, 30, 30)), ("blue", (30, 30, 220)), ("green", (30, 200, 30))]:
+        p = tmp_path / f"{name}.png"
+        Image.new("RGB", (32, 32), colour).save(p)
+        paths[name] = p
+    return paths
+
+
+def test_chat_answers_like_the_library(model_dir, images, capsys):
+    from trainer.chat import Chat, ContextExample, Question, open_image
+
+    argv = ["chat", "--model", str(model_dir), "--image", str(images["red"]), "--max-new-tokens", "6"]
+    code, out, err = _run([*argv, "What colour is it?"], capsys)
+    assert code == 0, err
+    chat = Chat.load(model_dir)
+    expected = chat.ask(Question("What colour is it?", open_image(images["red"])), max_new_tokens=6)
+    assert out.rstrip("\n") == expected
+
+    # two in-context examples, each with its own image and answer, before the question
+    ctx = ["--context-image", str(images["blue"]), "--context-answer", "blue"]
+    ctx += ["--context-image", str(images["green"]), "--context-answer", "green"]
+    code, out, err = _run([*argv, *ctx, "What colour is it?"], capsys)
+    assert code == 0, err
+    q = Question(
+        "What colour is it?",
+        open_image(images["red"]),
+        [
+            ContextExample(open_image(images["blue"]), "What colour is it?", "blue"),
+            ContextExample(open_image(images["green"]), "What colour is it?", "green"),
+        ],
+    )
+    assert out.rstrip("\n") == chat.ask(q, max_new_tokens=6)
+
+    # a question without any image is allowed (text-only)
+    code, _, err = _run(["chat", "--model", str(model_dir), "--max-new-tokens", "3", "Hello?"], capsys)
+    assert code == 0, err
+
+
+def test_chat_bad_input_is_one_line(model_dir, images, tmp_path, capsys):
+    cases = [
+        (["chat", "--model", str(tmp_path / "nope"), "q"], "model folder not found"),
+        (
+            ["chat", "--model", str(model_dir), "--image", str(tmp_path / "missing.png"), "q"],
+            "image not found",
+        ),
+        (
+            ["chat", "--model", str(model_dir), "--context-image", str(images["red"]), "q"],
+            "same number of times",
+        ),
+    ]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    cases.append((["chat", "--model", str(model_dir), "--image", str(bad), "q"], "cannot decode image"))
+    for argv, message in cases:
+        code, out, err = _run(argv, capsys)
+        assert code == 1, argv
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_infer_writes_one_answer_per_question(model_dir, images, tmp_path, capsys):
+    from trainer.chat import Chat, Question, open_image
+
+    questions = [
+        {"id": "q1", "instruction": "What colour is it?", "image": "red.png"},
+        {
+            "id": "q2",
+            "instruction": "What colour is it?",
+            "image": "red.png",
+            "context": [{"image": "blue.png", "answer": "blue"}],
+        },
+        {"id": "q3", "instruction": "Say hello."},
+    ]
+    src = images["red"].parent / "questions.jsonl"
+    src.write_text("\n".join(json.dumps(q) for q in questions) + "\n\n")
+    out_path = tmp_path / "answers.jsonl"
+    argv = ["infer", "--model", str(model_dir), "--input", str(src), "--out", str(out_path)]
+    code, out, err = _run([*argv, "--max-new-tokens", "5", "--batch-size", "1"], capsys)
+    assert code == 0, err
+    assert "wrote 3 answers" in out
+    rows = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["q1", "q2", "q3"]
+    assert all(isinstance(r["answer"], str) for r in rows)
+    assert not (tmp_path / "answers.jsonl.partial").exists()
+    first = Chat.load(model_dir).ask(
+        Question("What colour is it?", open_image(images["red"])), max_new_tokens=5
+    )
+    assert rows[0]["answer"] == first
+
+    # batched: same count and ids (left padding may change greedy noise, not the bookkeeping)
+    code, _, err = _run([*argv, "--max-new-tokens", "5", "--batch-size", "3"], capsys)
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in out_path.read_text().splitlines()] == ["q1", "q2", "q3"]
+
+
+def test_infer_bad_input_names_the_line(model_dir, images, tmp_path, capsys):
+    src = images["red"].parent / "bad.jsonl"
+    out_path = tmp_path / "answers.jsonl"
+    out_path.write_text("kept\n")
+    for text, message in [
+        ('{"instruction": "ok"}\n{not json\n', "line 2: malformed JSON"),
+        ('{"id": 1}\n', "line 1: field 'instruction'"),
+        ('{"instruction": "q", "image": "missing.png"}\n', "missing.png: image not found"),
+        ('{"instruction": "q", "context": [{"image": "blue.png"}]}\n', "line 1: context[0].answer"),
+    ]:
+        src.write_text(text)
+        code, _, err = _run(
+            ["infer", "--model", str(model_dir), "--input", str(src), "--out", str(out_path)], capsys
+        )
+        assert code == 1
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert out_path.read_text() == "kept\n"  # nothing already written is touched
