@@ -7,7 +7,7 @@ Accepted shapes, tried in this order:
    assistant``), a list of chat messages (``role``/``content`` or ``from``/``value``), a list of
    ``[question, answer]`` lists, or an object holding one of those under a key such as
    ``pairs``, ``qa`` or ``conversations``.
-2. Labelled lines: ``Question:``/``Answer:``, ``Q:``/``A:``, ``User:``/``GPT:``,
+2. Labelled lines: ``Question:``/``Answer:`` (also plural, as small models write them), ``Q:``/``A:``, ``User:``/``GPT:``,
    ``Human:``/``Assistant:``, with optional numbering, bullets and markdown bold
    (``1. **Question:** ...``, ``**Q2**: ...``). Answers may span several lines.
 3. A numbered list whose items are ``<question>? <answer>`` (on one or two lines).
@@ -32,8 +32,8 @@ _Q_ROLES = {"user", "human"}
 _A_ROLES = {"assistant", "gpt", "ai", "bot", "model"}
 
 # English labels plus the ones models write when they translate the labels themselves.
-_Q_LABELS = r"question|q|instruction|user|human|query|pregunta|frage|问题|問題|質問|질문|السؤال|سؤال"
-_A_LABELS = r"answer|a|response|gpt|assistant|ai|respuesta|antwort|réponse|回答|答案|答え|답변|대답|الجواب|الإجابة|جواب|إجابة"
+_Q_LABELS = r"questions?|q|instruction|user|human|query|pregunta|frage|问题|問題|質問|질문|السؤال|سؤال"
+_A_LABELS = r"answers?|a|response|gpt|assistant|ai|respuesta|antwort|réponse|回答|答案|答え|답변|대답|الجواب|الإجابة|جواب|إجابة"
 _BOLD = r"(?:\*\*|__)?"
 LABEL_RE = re.compile(
     r"^\s*(?:[-*•>]\s+)?(?:\(?\d{1,3}[.)\]]\s*)?" + _BOLD + r"\s*"
@@ -46,7 +46,7 @@ LABEL_RE = re.compile(
 )
 # "Question: ... Answer: ..." on one line; only full-word labels, so "Plan A: ..." stays whole.
 _INLINE_ANSWER_RE = re.compile(
-    r"\s+" + _BOLD + r"(?:answer|response|gpt|assistant)\s*" + _BOLD + r"\s*[:：]\s*" + _BOLD, re.IGNORECASE
+    r"\s+" + _BOLD + r"(?:answers?|response|gpt|assistant)\s*" + _BOLD + r"\s*[:：]\s*" + _BOLD, re.IGNORECASE
 )
 _NUMBERED_RE = re.compile(r"^\s*(?:\(?\d{1,3}[.)\]]|[-*•])\s+(?P<rest>.*)$")
 _EPILOGUE_RE = re.compile(

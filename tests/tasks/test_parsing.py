@@ -75,6 +75,11 @@ def test_one_line_pairs_split_but_plan_a_is_not_a_label():
     assert pairs[0].answer == "Plan A: leave early, because traffic grows later."
 
 
+def test_plural_labels_small_models_write():
+    pairs = parse_pairs("Questions: Where did the ball stop?\nAnswers: Near the right edge.")
+    assert (pairs[0].instruction, pairs[0].answer) == ("Where did the ball stop?", "Near the right edge.")
+
+
 def test_multiline_answer_kept():
     pairs = parse_pairs(REPLIES["human_assistant_multiline"])
     assert pairs[0].answer.startswith("First she mixes")
