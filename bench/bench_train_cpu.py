@@ -30,7 +30,7 @@ from tests.train.helpers import shapes_vqa, write_shards  # noqa: E402
 from trainer.data import MixStream, StreamOptions  # noqa: E402
 from trainer.modeling_otter import build_otter  # noqa: E402
 from trainer.prompting import SpecialTokens  # noqa: E402
-from trainer.train import cosine_with_warmup, deepspeed_config, forward_batch, init_distributed, token_loss  # noqa: E402
+from trainer.train import StepRunner, cosine_with_warmup, deepspeed_config, init_distributed, token_loss  # noqa: E402
 
 
 def make_batches(n: int, batch_size: int, tokenizer, special, image_processor):
@@ -60,11 +60,8 @@ def plain_step(model, optimizer, scheduler, batch):
     return loss
 
 
-def ds_step(engine, batch):
-    loss = forward_batch(engine, batch, torch.float32)[0]
-    engine.backward(loss)
-    engine.step()
-    return loss
+def ds_step(runner: StepRunner, batch):
+    return runner(batch)[0]  # the trainer's own step: exactly what ``syphus train`` runs
 
 
 def main() -> None:
@@ -98,9 +95,10 @@ def main() -> None:
         m = copy.deepcopy(model)
         opt, sched = optim(m)
         cfg = TrainConfig(max_steps=total, batch_size=args.batch_size, zero_stage=stage)
-        engines[stage], *_ = deepspeed.initialize(
+        engine, *_ = deepspeed.initialize(
             model=m, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, "fp32", False)
         )
+        engines[stage] = StepRunner(engine, cfg, "fp32", world_size=1)
     for b in batches[:3]:  # warm up every path
         plain_step(plain, p_opt, p_sched, b)
         for e in engines.values():

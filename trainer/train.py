@@ -79,6 +79,17 @@ def choose_precision(cfg: TrainConfig) -> str:
     return "fp32"
 
 
+def clips_itself(cfg: TrainConfig, precision: str) -> bool:
+    """Whether the loop clips gradients with torch instead of DeepSpeed (ZeRO-0 in fp32).
+
+    DeepSpeed's fp32 clip walks every parameter of the model, frozen ones included, with
+    model-parallel bookkeeping: on a small model that is a tenth of a CPU step. At ZeRO-0 the
+    gradients sit on the parameters, already all-reduced when ``backward`` returns, so clipping
+    the trainable ones with torch gives the same norm and the same update.
+    """
+    return cfg.zero_stage == 0 and precision == "fp32" and cfg.clip_grad > 0
+
+
 def deepspeed_config(cfg: TrainConfig, precision: str, on_gpu: bool) -> dict:
     zero: dict = {"stage": cfg.zero_stage}
     if cfg.offload_optimizer:
@@ -88,7 +99,7 @@ def deepspeed_config(cfg: TrainConfig, precision: str, on_gpu: bool) -> dict:
     return {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
-        "gradient_clipping": cfg.clip_grad,
+        "gradient_clipping": 0.0 if clips_itself(cfg, precision) else cfg.clip_grad,
         "zero_optimization": zero,
         "bf16": {"enabled": precision == "bf16"},
         "fp16": {"enabled": precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
@@ -154,6 +165,20 @@ def build_model(cfg: TrainConfig):
     return model, tokenizer, image_processor
 
 
+def frames_for(cfg: TrainConfig, model_config) -> int:
+    """Frames per video sample: ``resample_frames``, capped at what the model's frame embeddings
+    cover. An explicit value above that cap is a config error, reported before training starts."""
+    cap = getattr(model_config, "max_num_frames", None)
+    if not cap or cfg.resample_frames <= cap:
+        return cfg.resample_frames
+    if "resample_frames" in cfg.model_fields_set:
+        raise SyphusError(
+            f"training config field 'resample_frames': {cfg.resample_frames} frames, but the model "
+            f"has frame embeddings for at most {cap} (model.max_num_frames)"
+        )
+    return cap
+
+
 def total_steps(cfg: TrainConfig, epoch_size: int, world_size: int) -> int:
     if cfg.max_steps is not None:
         return cfg.max_steps
@@ -171,6 +196,33 @@ def forward_batch(engine, batch: Batch, dtype: torch.dtype):
         attention_mask=batch.attention_mask.to(device),
     )
     return token_loss(out.logits, batch.labels.to(device))
+
+
+class StepRunner:
+    """forward + backward + optimizer step of one micro-batch through a DeepSpeed engine.
+
+    Two shortcuts for the common single-process case, both exact: a world of one at ZeRO-0
+    skips the gradient all-reduce (flattening every gradient to sum it with itself), and the
+    fp32 ZeRO-0 clip runs in torch over the trainable parameters (see ``clips_itself``).
+    """
+
+    def __init__(self, engine, cfg: TrainConfig, precision: str, world_size: int):
+        self.engine = engine
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+        self.clip = cfg.clip_grad if clips_itself(cfg, precision) else 0.0
+        self.params = [p for p in engine.module.parameters() if p.requires_grad]
+        if cfg.zero_stage == 0 and world_size == 1:
+            engine.enable_backward_allreduce = False
+
+    def __call__(self, batch: Batch):
+        """Returns (loss, per-sample loss sums, per-sample supervised counts)."""
+        engine = self.engine
+        loss, sums, counts = forward_batch(engine, batch, self.dtype)
+        engine.backward(loss)
+        if self.clip and engine.is_gradient_accumulation_boundary():
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        engine.step()
+        return loss, sums, counts
 
 
 def gathered_state_dict(module: torch.nn.Module, zero3: bool, rank: int) -> dict[str, torch.Tensor]:
@@ -293,7 +345,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
         seed=cfg.seed,
         prompt_format=cfg.prompt_format,
         max_length=cfg.max_length,
-        resample_frames=cfg.resample_frames,
+        resample_frames=frames_for(cfg, model.config),
         max_context=cfg.max_context,
         supervise_context=cfg.supervise_context,
         shuffle_buffer=cfg.shuffle_buffer,
@@ -312,7 +364,6 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
 
     on_gpu = torch.cuda.is_available()
     precision = choose_precision(cfg)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     groups = [g for g in model.optimizer_param_groups(cfg.weight_decay) if g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -324,6 +375,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
         lr_scheduler=scheduler,
         config=deepspeed_config(cfg, precision, on_gpu),
     )
+    train_step = StepRunner(engine, cfg, precision, world)
 
     ckpt_dir = out / CHECKPOINTS
     step = 0
@@ -369,9 +421,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
                     if shown_warnings < 20:
                         print(f"warning: skipped sample: {msg}", file=sys.stderr)
                     shown_warnings += 1
-                loss, sums, counts = forward_batch(engine, batch, dtype)
-                engine.backward(loss)
-                engine.step()
+                loss, sums, counts = train_step(batch)
                 meter.samples += batch.n_samples
                 meter.tokens += batch.n_tokens
                 meter.loss_sum += float(sums.sum())

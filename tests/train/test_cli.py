@@ -45,3 +45,17 @@ def test_train_config_errors_name_the_field(tmp_path, capsys):
     )
     assert code == 0
     assert out.startswith("DS_ACCELERATOR=cpu ") and "--module trainer.train" in out and "--num_gpus 1" in out
+
+
+def test_video_frames_capped_at_the_models_frame_embeddings():
+    from types import SimpleNamespace
+
+    from schemas.train import TrainConfig
+    from trainer.train import frames_for
+
+    tiny = SimpleNamespace(max_num_frames=4)
+    assert frames_for(TrainConfig(max_steps=1), tiny) == 4  # the default 8 follows the model
+    assert frames_for(TrainConfig(max_steps=1, resample_frames=3), tiny) == 3
+    assert frames_for(TrainConfig(max_steps=1), SimpleNamespace(max_num_frames=None)) == 8
+    with pytest.raises(SyphusError, match="'resample_frames': 6 frames.*at most 4"):
+        frames_for(TrainConfig(max_steps=1, resample_frames=6), tiny)
