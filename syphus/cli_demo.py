@@ -35,6 +35,7 @@ def demo_cmd(
     if quick:
         plan.train_steps = min(train_steps, 8)
         plan.limit_la, plan.limit_dc, plan.limit_sd, plan.limit_translate = 1, 1, 1, 1
+        plan.max_tokens = 256
     t0 = time.perf_counter()
     timings, answer = run_demo(plan, echo=typer.echo)
     total = time.perf_counter() - t0

@@ -49,6 +49,10 @@ def build_plan(plan: DemoPlan) -> DemoPlan:
     c = str(out / "corpus")
     coco = DATA / "coco"
     gen_common = ["--corpus", c, "--model", plan.model, "--max-tokens", str(plan.max_tokens)]
+    if plan.model == OFFLINE_MODEL:
+        # Greedy decoding (with the backend's repetition penalty): sampled text from a 135M
+        # model drifts off-topic and seldom keeps the Question:/Answer: format.
+        gen_common += ["--temperature", "0"]
     steps: list[tuple[str, list[str]]] = [
         (
             "import a MIMIC-IT file",
