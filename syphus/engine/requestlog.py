@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
@@ -93,7 +93,8 @@ class RequestRecord:
     latency_s: float | None = None
 
     def to_json(self) -> str:
-        d = asdict(self)
+        # shallow on purpose: asdict deep-copies the messages, a third of the log's CPU per reply
+        d = {f.name: getattr(self, f.name) for f in _RECORD_FIELDS}
         for k in ("started_at", "finished_at"):
             if d[k] is not None:
                 d[k] = d[k].isoformat()
@@ -106,6 +107,9 @@ class RequestRecord:
             if d.get(k):
                 d[k] = _dt.datetime.fromisoformat(d[k])
         return cls(**d)
+
+
+_RECORD_FIELDS = fields(RequestRecord)
 
 
 @dataclass
