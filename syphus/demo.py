@@ -242,7 +242,7 @@ def write_configs(plan: DemoPlan) -> None:
         "max_steps": plan.train_steps,
         "lr": 3e-4,
         "warmup_steps": max(1, plan.train_steps // 10),
-        "zero_stage": 2,
+        "zero_stage": 0,  # one CPU process: nothing to partition, ZeRO-2 would only add copies
         "max_length": 256,
         "save_every": max(10, plan.train_steps // 2),
         "seed": 0,
