@@ -43,6 +43,31 @@ def test_cli_generate_dry_run_budget_and_fatal(serve, notes, tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "gpt-5-nonexistent" in r.stderr
 
 
+def test_local_dtype_follows_the_cpu_and_the_environment(monkeypatch):
+    import torch
+
+    from schemas.errors import SyphusError
+    from syphus.engine import local
+
+    monkeypatch.delenv("SYPHUS_LOCAL_QUANT", raising=False)
+    monkeypatch.setenv("SYPHUS_LOCAL_DTYPE", "auto")
+    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: True)
+    assert local.compute_dtype() == torch.bfloat16
+    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: False)
+    assert local.compute_dtype() == torch.float32  # emulated bf16 would be slower than fp32
+    monkeypatch.setenv("SYPHUS_LOCAL_DTYPE", "bf16")
+    assert local.compute_dtype() == torch.bfloat16
+    monkeypatch.setenv("SYPHUS_LOCAL_DTYPE", "fp32")
+    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: True)
+    assert local.compute_dtype() == torch.float32
+    monkeypatch.setenv("SYPHUS_LOCAL_DTYPE", "auto")
+    monkeypatch.setenv("SYPHUS_LOCAL_QUANT", "int8")
+    assert local.compute_dtype() == torch.float32  # int8 quantisation starts from fp32 weights
+    monkeypatch.setenv("SYPHUS_LOCAL_DTYPE", "fp8")
+    with pytest.raises(SyphusError, match="SYPHUS_LOCAL_DTYPE"):
+        local.compute_dtype()
+
+
 @pytest.mark.slow
 def test_local_smollm2_batches_concurrent_requests(notes, tmp_path):
     import asyncio
