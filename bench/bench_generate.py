@@ -7,7 +7,9 @@
    HTTP backend vs the same pipeline with the litellm backend.
 3. kill -9 of a real ``syphus generate`` at random points, resume each time: lost replies and
    finished requests asked again (both must be 0).
-4. Local SmolLM2-135M backend: tokens/s with 8 concurrent requests vs one at a time.
+4. Local SmolLM2-135M backend: tokens/s with 8 concurrent requests vs one at a time, and vs
+   llama.cpp's own server on the same GGUF file (``--llama-cpp-python PYTHON``, an interpreter
+   with ``llama-cpp-python[server]``; it is not a project dependency).
 
 Run: ``python bench/bench_generate.py [--n 5000] [--only 1,2,3,4]``; figures go to
 ``bench/results/bench_generate.json``.
@@ -224,22 +226,47 @@ def bench_kill(n: int, kills: int, tmp: Path, seed: int = 0) -> dict:
     }  # fmt: skip
 
 
-def bench_local(max_tokens: int) -> dict:
-    from syphus.engine.backends import ChatRequest
-    from syphus.engine.local import LocalBackend
+LOCAL_PROMPTS = [
+    "Describe a busy kitchen in a restaurant during dinner service.",
+    "Describe a quiet beach early in the morning.",
+    "Describe a children's playground on a sunny afternoon.",
+    "Describe a library reading room in winter.",
+    "Describe a train station at rush hour.",
+    "Describe a vegetable garden in late summer.",
+    "Describe a mountain hut during a storm.",
+    "Describe a street market in a small town.",
+]
 
-    def req(i):
-        return ChatRequest(key=str(i), model="local/smollm2-135m", params={"temperature": 0, "max_tokens": max_tokens},
-                           messages=[{"role": "user", "content": f"Write a sentence about the number {i}."}])  # fmt: skip
+
+def local_requests(max_tokens: int):
+    """The 8 requests both sides of item 4 get: long-form replies, as generation asks for."""
+    from syphus.engine.backends import ChatRequest
+
+    return [
+        ChatRequest(
+            key=str(i),
+            model="local/smollm2-135m",
+            params={"temperature": 0, "max_tokens": max_tokens},
+            messages=[{"role": "user", "content": p}],
+        )  # fmt: skip
+        for i, p in enumerate(LOCAL_PROMPTS)
+    ]
+
+
+def bench_local(max_tokens: int) -> dict:
+    """The in-process backend: the same 8 requests one at a time, then all 8 at once."""
+    from syphus.engine.local import LocalBackend, compute_dtype
+
+    reqs = local_requests(max_tokens)
 
     async def go():
         b = LocalBackend("local/smollm2-135m")
-        await b.complete(req(99))  # load the model
+        await b.complete(reqs[0])  # load the model and warm up
         t = time.perf_counter()
-        one = [await b.complete(req(i)) for i in range(2)]
+        one = [await b.complete(r) for r in reqs]
         t1 = time.perf_counter() - t
         t = time.perf_counter()
-        eight = await asyncio.gather(*(b.complete(req(10 + i)) for i in range(8)))
+        eight = await asyncio.gather(*(b.complete(r) for r in reqs))
         t8 = time.perf_counter() - t
         await b.aclose()
         return (
@@ -249,8 +276,61 @@ def bench_local(max_tokens: int) -> dict:
         )
 
     single, batched, batches = asyncio.run(go())
-    return {"max_tokens": max_tokens, "one_at_a_time_tok_per_s": single, "eight_concurrent_tok_per_s": batched,
+    return {"max_tokens": max_tokens, "dtype": str(compute_dtype()).removeprefix("torch."),
+            "one_at_a_time_tok_per_s": single, "eight_concurrent_tok_per_s": batched,
             "speedup": batched / single, "generate_call_sizes": batches[1:]}  # fmt: skip
+
+
+def bench_llama_cpp(python: str, max_tokens: int, threads: int = 2) -> dict:
+    """llama.cpp's own OpenAI-compatible server (llama-cpp-python[server], installed in the
+    interpreter ``python``) on the very GGUF file the local backend loads: the same 8 requests
+    one at a time and all at once."""
+    from syphus.engine.local import gguf_path
+
+    with tempfile.TemporaryDirectory() as d:
+        port = _free_port()
+        proc = subprocess.Popen(
+            [python, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--n_threads", str(threads),
+             "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=open(Path(d) / "server.log", "w"),
+            # ggml synchronises its threads at every op: passive OpenMP waits would slow it 4x
+            env={k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"},
+        )  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}/v1"
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            reqs = local_requests(max_tokens)
+
+            def send(r) -> int:
+                body = {"model": "smollm2", "messages": r.messages, **r.params}
+                resp = httpx.post(f"{base}/chat/completions", json=body, timeout=600)
+                resp.raise_for_status()
+                return int(resp.json()["usage"]["completion_tokens"])
+
+            send(reqs[0])  # warm up
+            t = time.perf_counter()
+            single = sum(send(r) for r in reqs) / (time.perf_counter() - t)
+            t = time.perf_counter()
+            with ThreadPoolExecutor(len(reqs)) as pool:
+                concurrent = sum(pool.map(send, reqs)) / (time.perf_counter() - t)
+        finally:
+            proc.terminate()
+            proc.wait()
+    return {"threads": threads, "gguf": gguf_path().name, "one_at_a_time_tok_per_s": single,
+            "eight_concurrent_tok_per_s": concurrent}  # fmt: skip
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -258,7 +338,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5000, help="requests for items 1 and 2")
     ap.add_argument("--kill-n", type=int, default=3000, help="requests for item 3")
     ap.add_argument("--kills", type=int, default=10)
-    ap.add_argument("--local-tokens", type=int, default=24)
+    ap.add_argument("--local-tokens", type=int, default=128)
+    ap.add_argument(
+        "--llama-cpp-python",
+        default=None,
+        help="an interpreter with llama-cpp-python[server] installed: item 4 also measures llama.cpp's server",
+    )
     ap.add_argument("--only", default="1,2,3,4")
     a = ap.parse_args()
     only = {x.strip() for x in a.only.split(",")}
@@ -277,8 +362,15 @@ def main() -> None:
             results["3_kill9_resume"] = bench_kill(a.kill_n, a.kills, tmp)
             print(json.dumps(results["3_kill9_resume"], indent=1), flush=True)
         if "4" in only:
-            results["4_local_smollm2"] = bench_local(a.local_tokens)
-            print(json.dumps(results["4_local_smollm2"], indent=1), flush=True)
+            local = bench_local(a.local_tokens)
+            if a.llama_cpp_python:
+                llama = bench_llama_cpp(a.llama_cpp_python, a.local_tokens)
+                local["llama_cpp_server"] = llama
+                local["fraction_of_llama_cpp_concurrent"] = local["eight_concurrent_tok_per_s"] / max(
+                    llama["eight_concurrent_tok_per_s"], llama["one_at_a_time_tok_per_s"]
+                )
+            results["4_local_smollm2"] = local
+            print(json.dumps(local, indent=1), flush=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out_path}")
