@@ -22,10 +22,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from schemas.errors import SyphusError, first_validation_error
+from schemas.errors import SyphusError, first_validation_error, read_yaml
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 
@@ -109,12 +108,7 @@ def load_prompt(name: str | Path) -> PromptFile:
 
 @lru_cache(maxsize=64)
 def _load_cached(path: str, _mtime: int) -> PromptFile:
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "?"
-        raise SyphusError(f"{path}: {where}: malformed YAML: {getattr(e, 'problem', e)}") from e
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SyphusError(f"{path}: a prompt file must be a mapping with 'system' and 'examples'")
     try:

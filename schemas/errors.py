@@ -24,3 +24,23 @@ def first_validation_error(exc, *, where: str) -> SyphusError:
     loc = ".".join(str(p) for p in e.get("loc", ())) or "<record>"
     more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
     return SyphusError(f"{where}: field '{loc}': {e.get('msg', 'invalid')}{more}")
+
+
+def read_yaml(path) -> object:
+    """Parse a YAML file; a file that is not UTF-8 or not YAML is a one-line error naming it
+    and, for YAML syntax, the line and column. Callers check existence (with their own wording)
+    and the shape of what comes back."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise SyphusError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None)
+        raise SyphusError(f"{path}: {where}malformed YAML" + (f" ({problem})" if problem else "")) from e

@@ -26,10 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.errors import SyphusError, first_validation_error
+from schemas.errors import SyphusError, first_validation_error, read_yaml
 
 GROUPS = ("IMAGE_TEXT", "TEXT_ONLY", "IMAGE_TEXT_IN_CONTEXT", "VIDEO_TEXT")
 Group = Literal["IMAGE_TEXT", "TEXT_ONLY", "IMAGE_TEXT_IN_CONTEXT", "VIDEO_TEXT"]
@@ -95,14 +94,7 @@ def load_mix(path: str | Path) -> MixConfig:
     path = Path(path)
     if not path.is_file():
         raise SyphusError(f"{path}: mix file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise SyphusError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise SyphusError(f"{path}: invalid YAML at {where}") from e
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or not raw:
         raise SyphusError(f"{path}: expected a mapping of groups {', '.join(GROUPS)}")
     unknown = [k for k in raw if k not in GROUPS]

@@ -22,10 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.errors import SyphusError, first_validation_error
+from schemas.errors import SyphusError, first_validation_error, read_yaml
 
 
 class LoraSettings(BaseModel):
@@ -103,14 +102,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise SyphusError(f"{path}: training config not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as e:
-        raise SyphusError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise SyphusError(f"{path}: invalid YAML at {where}") from e
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise SyphusError(f"{path}: expected a mapping of training settings")
     try:

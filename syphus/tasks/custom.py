@@ -33,12 +33,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from prompts import prompt_path
 from schemas.annotations import CustomRecord
-from schemas.errors import SyphusError, first_validation_error
+from schemas.errors import SyphusError, first_validation_error, read_yaml
 from syphus.tasks.base import Annotation, BaseTask, Pair, ResponseParseError
 from syphus.tasks.readers import check_paths, iter_jsonl, load_json, validate
 
@@ -84,11 +83,7 @@ class CustomTaskSpec(BaseModel):
 def load_spec(path: Path) -> CustomTaskSpec:
     if not path.is_file():
         raise SyphusError(f"{path}: custom task YAML not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise SyphusError(f"{path}: line {mark.line + 1 if mark else '?'}: malformed YAML") from e
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SyphusError(f"{path}: a custom task must be a YAML mapping")
     try:

@@ -104,7 +104,7 @@ def test_mix_yaml_in_otters_format(tmp_path):
         ("FOO:\n  x:\n    mimicit_path: a\n", "unknown group 'FOO'"),
         ("IMAGE_TEXT:\n  x:\n    images_path: a\n", "exactly one of mimicit_path or shards_path"),
         ("IMAGE_TEXT:\n  x:\n    mimicit_path: a\n    num_sample: 3\n", "IMAGE_TEXT.x.num_sample"),
-        ("IMAGE_TEXT: [\n", "invalid YAML at line"),
+        ("IMAGE_TEXT: [\n", "line 2, column 1: malformed YAML"),
     ],
 )
 def test_bad_mix_yaml(tmp_path, text, pattern):

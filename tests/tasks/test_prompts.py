@@ -45,7 +45,7 @@ def test_bad_prompt_file_names_file_and_field(tmp_path):
     with pytest.raises(SyphusError, match=r"mine\.yaml.*field 'examples'.*at least 2"):
         load_prompt(f)
     f.write_text("task: X\nsystem: [unclosed\n")
-    with pytest.raises(SyphusError, match=r"mine\.yaml: line \d+: malformed YAML"):
+    with pytest.raises(SyphusError, match=r"mine\.yaml: line \d+, column \d+: malformed YAML"):
         load_prompt(f)
     with pytest.raises(SyphusError, match="prompt file not found"):
         load_prompt(tmp_path / "absent.yaml")
