@@ -3,9 +3,10 @@
 The index is chosen by size: exact ``Flat`` up to ``flat_max`` vectors (an all-items search
 costs n^2 d there, still seconds), IVF above, or HNSW on request. For the all-items search
 that retrieval needs (every item is a query), IVF runs as a cell join (``IVFJoin``): items are
-put in k-means cells with a redundant ("spill") assignment and each cell is one exact BLAS
-search of its members against its candidates. An approximate search is tuned, not guessed:
-its effort (IVF spill, HNSW efSearch) rises until recall@k on a tuning sample, minus two
+put in k-means cells, items near a cell border are also candidates of the neighbouring cells
+("spill" by similarity margin), and each cell is one exact matrix product of its members
+against its candidates. An approximate search is tuned, not guessed: its effort (IVF spill
+margin, HNSW efSearch) rises until recall@k on a tuning sample, minus two
 standard errors, reaches the target; recall@k of the actual results is then measured against
 exact search on a separate sample and reported with the run. The FAISS thread count is always
 set explicitly.
@@ -192,15 +193,19 @@ class IVFJoin:
     """All-items kNN with IVF cells, computed as one exact matrix product per cell.
 
     Items are assigned to k-means cells. The queries of a cell are its members (items whose
-    nearest centroid it is); its candidates are every item that has the cell among its
-    ``spill`` nearest centroids (redundant assignment, so a neighbour just across a cell
-    border is still a candidate). Each cell is then one exact BLAS search of members against
-    candidates, instead of n separate inverted-list scans. A query's result depends only on
-    its cell's candidate list, so recall can be measured exactly on a sample before the full
-    join runs, and ``spill`` is raised until the target recall is met.
+    nearest centroid it is); its candidates are its members plus the items near its border:
+    an item is also a candidate of each of its next nearest centroids (up to ``MAX_SPILL``)
+    whose similarity is within ``margin`` of its nearest one. Spilling by margin rather than
+    by a fixed count copies only the items that sit near a border, so the same recall costs
+    fewer candidates (measured at 200k clustered vectors: recall 0.96 with 1.7 copies per item,
+    where a fixed spill of 3 needs 3). Each cell is then one exact matrix product of members
+    against candidates, instead of n separate inverted-list scans. A query's result depends only
+    on its cell's candidate list, so recall can be measured exactly on a sample before the full
+    join runs, and ``margin`` is raised along ``MARGINS`` until the target recall is met.
     """
 
     MAX_SPILL = 8
+    MARGINS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.16, 0.2, 0.3, 0.5, math.inf)
 
     def __init__(self, x: np.ndarray, *, seed: int = 0, nlist: int | None = None, threads: int | None = None):
         import faiss
@@ -210,7 +215,7 @@ class IVFJoin:
         self.threads = set_threads(threads)
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
-        # nlist ~ 2 sqrt(n) balances the coarse assignment (n * nlist) against the join (n * spill * n / nlist)
+        # nlist ~ 2 sqrt(n) balances the coarse assignment (n * nlist) against the join (n * copies * n / nlist)
         self.nlist = nlist or max(1, min(n // 16, int(2 * math.sqrt(n))))
         per_cell = 16
         sample = (
@@ -230,43 +235,63 @@ class IVFJoin:
         km.train(sample)
         cent = faiss.IndexFlatIP(d)
         cent.add(km.centroids)
-        _, self.assign = cent.search(self.x, min(self.nlist, self.MAX_SPILL))
+        self.centroid_sims, self.assign = cent.search(self.x, min(self.nlist, self.MAX_SPILL))
         order = np.argsort(self.assign[:, 0], kind="stable")
         bounds = np.searchsorted(self.assign[order, 0], np.arange(self.nlist + 1))
         self.members = [order[bounds[c] : bounds[c + 1]] for c in range(self.nlist)]
-        self.spill = 1
+        self.margin = 0.0
+        self.copies = 1.0  # candidate entries per item at the current margin
         self._lists: list[np.ndarray] | None = None
         self.build_s = time.perf_counter() - t0
 
-    def set_spill(self, spill: int) -> None:
-        self.spill = min(spill, self.assign.shape[1])
-        cells = self.assign[:, : self.spill].ravel()
-        items = np.repeat(np.arange(len(self.x)), self.spill)
+    def set_margin(self, margin: float) -> None:
+        keep = self.centroid_sims >= self.centroid_sims[:, :1] - margin
+        keep[:, 0] = True
+        keep &= self.assign >= 0  # faiss pads with -1 when there are fewer centroids
+        items, slot = np.nonzero(keep)
+        cells = self.assign[items, slot]
         order = np.argsort(cells, kind="stable")
         bounds = np.searchsorted(cells[order], np.arange(self.nlist + 1))
         self._lists = [items[order[bounds[c] : bounds[c + 1]]] for c in range(self.nlist)]
+        self.margin = margin
+        self.copies = len(items) / max(1, len(self.x))
+
+    def raise_effort(self) -> bool:
+        """Next margin up; False when already at the largest (every item in all its cells)."""
+        higher = [m for m in self.MARGINS if m > self.margin]
+        if not higher:
+            return False
+        self.set_margin(higher[0])
+        return True
 
     def _candidates(self, c: int) -> np.ndarray:
         if self._lists is None:
-            self.set_spill(self.spill)
+            self.set_margin(self.margin)
         return self._lists[c]
 
     def sample_results(self, k: int, rows: np.ndarray) -> np.ndarray:
         """The neighbours the join will return for these rows (a row's result depends only on its cell)."""
-        import faiss
-
         got = np.full((len(rows), k), -1, dtype=np.int64)
         for j, r in enumerate(rows):
             cand = self._candidates(self.assign[r, 0])
-            _, nbr = faiss.knn(
-                self.x[r : r + 1], self.x[cand], min(k, len(cand)), metric=faiss.METRIC_INNER_PRODUCT
-            )
-            got[j, : nbr.shape[1]] = cand[nbr[0]]
+            # one row: a numpy mat-vec + partial sort beats a threaded GEMM call by ~10x
+            sims = self.x[cand] @ self.x[r]
+            kk = min(k, len(cand))
+            top = np.argpartition(-sims, kk - 1)[:kk]
+            got[j, :kk] = cand[top[np.argsort(-sims[top], kind="stable")]]
         return got
 
     def run(self, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
+        import torch
 
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)  # the cell products run in torch: same explicit count
+        try:
+            return self._run(k, progress)
+        finally:
+            torch.set_num_threads(before)
+
+    def _run(self, k: int, progress) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.x)
         D = np.full((n, k), -np.inf, dtype=np.float32)
         nbr = np.full((n, k), -1, dtype=np.int64)
@@ -274,13 +299,28 @@ class IVFJoin:
             if len(q) == 0:
                 continue
             cand = self._candidates(c)
-            kk = min(k, len(cand))
-            sim_c, nbr_c = faiss.knn(self.x[q], self.x[cand], kk, metric=faiss.METRIC_INNER_PRODUCT)
+            sim_c, nbr_c = _top_k(self.x[q], self.x[cand], k)
+            kk = nbr_c.shape[1]
             D[q, :kk] = sim_c
             nbr[q, :kk] = cand[nbr_c]
             if progress is not None:
                 progress(len(q))
         return D, nbr
+
+
+def _top_k(queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product of small blocks (a cell): one matrix product + top-k.
+
+    torch's GEMM + topk runs these cell-sized blocks ~20 % faster than ``faiss.knn`` on 2 cores
+    (measured at 200k items: 1.72 vs 2.21 s for the whole join).
+    """
+    k = min(k, len(candidates))
+    import torch
+
+    with torch.inference_mode():
+        sims = torch.from_numpy(queries) @ torch.from_numpy(candidates).T
+        v, i = torch.topk(sims, k, dim=1)
+    return v.numpy(), i.numpy()
 
 
 def _exact_rows(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -323,9 +363,8 @@ def all_items_knn(
         exact_tune, exact_report = exact_sample[: len(tune_rows)], exact_sample[len(tune_rows) :]
         while True:
             lcb = recall_lower_bound(join.sample_results(k, tune_rows), exact_tune, k)
-            if lcb >= target_recall or join.spill >= join.assign.shape[1]:
+            if lcb >= target_recall or not join.raise_effort():
                 break
-            join.set_spill(join.spill + 1)
         t0 = time.perf_counter()
         D, nbr = join.run(k, progress)
         search_s = time.perf_counter() - t0
@@ -335,7 +374,12 @@ def all_items_knn(
             n,
             x.shape[1],
             join.threads,
-            {"nlist": join.nlist, "spill": join.spill, "mode": "cell-join"},
+            {
+                "nlist": join.nlist,
+                "margin": join.margin,
+                "copies": round(join.copies, 3),
+                "mode": "cell-join",
+            },
             round(join.build_s, 4),
             round(search_s, 4),
             rec,

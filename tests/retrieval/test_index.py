@@ -60,6 +60,22 @@ def test_ivf_join_recall_with_one_cell_is_known():
     assert recall_at_k(nbr[rows], exact, 5) == 1.0
 
 
+def test_ivf_join_margin_spill_grows_candidates_up_to_every_cell():
+    x = _blobs(n_clusters=6, per=60, d=16, seed=2)
+    join = IVFJoin(x, nlist=6, seed=0)
+    sizes = []
+    while True:
+        join._candidates(0)
+        sizes.append(sum(len(join._candidates(c)) for c in range(join.nlist)))
+        if not join.raise_effort():
+            break
+    assert sizes[0] == len(x)  # margin 0: each item only in its own cell
+    assert sizes == sorted(sizes)  # a wider margin never drops a candidate
+    assert sizes[-1] == len(x) * min(join.nlist, join.MAX_SPILL) and join.copies == min(
+        join.nlist, join.MAX_SPILL
+    )
+
+
 def test_hnsw_tunes_to_target():
     x = _blobs(d=16)
     index = VectorIndex(x, kind="hnsw", threads=1)
