@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 import time
 import uuid
@@ -72,11 +73,50 @@ def body_key(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+# A stand-in "translation" per language: every word becomes this word, numbers are kept. It is
+# not a translation, but it is the right script (or, for Latin-script languages, a word only
+# that language's stopword list has), so the translate task's validation accepts it.
+PSEUDO_WORDS = {
+    "zh": "译文",
+    "ja": "やくぶん",
+    "ko": "번역",
+    "ar": "ترجمة",
+    "es": "el",
+    "de": "der",
+    "fr": "le",
+}
+_TRANSLATE_RE = re.compile(r"^Translate into (?P<name>.+?) \(\d+ pairs?\):")
+_PAIR_RE = re.compile(r"^Question: (?P<q>.*)\nAnswer: (?P<a>.*)$", re.MULTILINE)
+
+
+def pseudo_translation(user: str) -> str | None:
+    """For a translate-task query, the same pairs in ``PSEUDO_WORDS`` (None for other queries)."""
+    from syphus.tasks.langcheck import LANGUAGE_NAMES
+
+    m = _TRANSLATE_RE.match(user)
+    if not m:
+        return None
+    lang = next((code for code, name in LANGUAGE_NAMES.items() if name == m.group("name")), None)
+    word = PSEUDO_WORDS.get(lang or "")
+    if word is None:
+        return None
+
+    def render(text: str) -> str:
+        return " ".join(t if any(c.isdigit() for c in t) else word for t in text.split())
+
+    pairs = _PAIR_RE.findall(user)
+    return "".join(f"Question: {render(q)}\nAnswer: {render(a)}\n" for q, a in pairs)
+
+
 def answer_for(messages: list[dict]) -> str:
-    """The deterministic reply: two Q/A pairs derived from the last user message."""
+    """The deterministic reply: two Q/A pairs derived from the last user message (or, for a
+    translate-task query, its pairs in a pseudo-translation)."""
     user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
     if isinstance(user, list):  # Anthropic/OpenAI content blocks
         user = " ".join(b.get("text", "") for b in user if isinstance(b, dict))
+    translated = pseudo_translation(str(user))
+    if translated is not None:
+        return translated
     words = str(user).split()
     head = " ".join(words[:8]) or "nothing"
     tag = hashlib.sha1(str(user).encode()).hexdigest()[:8]

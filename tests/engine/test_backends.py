@@ -43,6 +43,32 @@ def test_cli_generate_dry_run_budget_and_fatal(serve, notes, tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "gpt-5-nonexistent" in r.stderr
 
 
+def test_cli_translate_to_adds_each_language_and_resumes(serve, notes, tmp_path):
+    import duckdb
+
+    srv = serve()
+    corpus = tmp_path / "c"
+    args = ["generate", "--task", ECHO, "--annotations", str(notes(3)), "--corpus", str(corpus), "--no-progress",
+            "--api-base", srv.base_url, "--model", "test-model", "--translate-to", "zh,es,ko"]  # fmt: skip
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert all(f"translate {lang}: done" in r.stdout + r.stderr for lang in ("zh", "es", "ko"))
+    sent = srv.state.total
+    assert sent == 3 + 6 * 3  # 3 annotations (2 pairs each), then one translation request per pair and language
+    con = duckdb.connect(str(corpus / "corpus.duckdb"), read_only=True)
+    by_lang = dict(con.execute("select lang, count(*) from instructions group by lang").fetchall())
+    linked = con.execute(
+        "select count(*) from instructions t join instructions s on t.parent_id = s.id "
+        "where t.lang != 'en' and s.lang = 'en'"
+    ).fetchone()[0]
+    con.close()
+    assert by_lang == {"en": 6, "zh": 6, "es": 6, "ko": 6}  # 2 pairs per annotation, every one translated
+    assert linked == 18  # each translation points at its English pair
+    r = _cli(*args)  # the same command again: nothing is asked twice
+    assert r.returncode == 0, r.stderr
+    assert srv.state.total == sent
+
+
 def test_local_dtype_follows_the_cpu_and_the_environment(monkeypatch):
     import torch
 
