@@ -54,7 +54,8 @@ def test_cli_translate_to_adds_each_language_and_resumes(serve, notes, tmp_path)
     assert r.returncode == 0, r.stderr
     assert all(f"translate {lang}: done" in r.stdout + r.stderr for lang in ("zh", "es", "ko"))
     sent = srv.state.total
-    assert sent == 3 + 6 * 3  # 3 annotations (2 pairs each), then one translation request per pair and language
+    # 3 annotations (2 pairs each), then one translation request per pair and language
+    assert sent == 3 + 6 * 3
     con = duckdb.connect(str(corpus / "corpus.duckdb"), read_only=True)
     by_lang = dict(con.execute("select lang, count(*) from instructions group by lang").fetchall())
     linked = con.execute(
