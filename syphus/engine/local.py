@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from curation.cpu import cpu_has_native_bf16
 from schemas.errors import SyphusError
 from syphus.engine.backends import ChatRequest, Completion, FatalBackendError
 
@@ -77,19 +78,6 @@ def load_smollm2():
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok, model
-
-
-def cpu_has_native_bf16() -> bool:
-    """AMX or AVX512-BF16 in /proc/cpuinfo (Linux); False where it cannot be told."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 def compute_dtype():

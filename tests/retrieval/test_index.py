@@ -76,6 +76,21 @@ def test_ivf_join_margin_spill_grows_candidates_up_to_every_cell():
     )
 
 
+def test_nearest_centroids_bf16_and_fp32_paths_agree(monkeypatch):
+    from curation.index import _nearest_centroids
+
+    x = _blobs(n_clusters=5, per=40, d=32, seed=4)
+    cents = np.stack([x[i * 40 : (i + 1) * 40].mean(0) for i in range(5)]).astype(np.float32)
+    results = {}
+    for flag in ("auto", "0"):  # "auto" is bf16 where the CPU has it natively, "0" forces faiss fp32
+        monkeypatch.setenv("SYPHUS_KNN_BF16", flag)
+        sims, ids = _nearest_centroids(x, cents, 3)
+        assert sims.shape == ids.shape == (200, 3) and sims.dtype == np.float32
+        results[flag] = (sims, ids)
+    assert (results["auto"][1][:, 0] == results["0"][1][:, 0]).all()  # well-separated: same nearest cell
+    assert np.abs(results["auto"][0] - results["0"][0]).max() < 0.02
+
+
 def test_hnsw_tunes_to_target():
     x = _blobs(d=16)
     index = VectorIndex(x, kind="hnsw", threads=1)
