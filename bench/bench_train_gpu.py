@@ -51,7 +51,7 @@ def otter_config(tiny: bool):
         return OtterConfig(vision_encoder="tiny", lm="random", lm_config=TOY_LM, cross_attn_every_n_layers=2,
                            perceiver_depth=1, perceiver_heads=2, perceiver_dim_head=16, perceiver_num_latents=4,
                            xattn_heads=2, xattn_dim_head=16, ff_mult=2, image_size=32,
-                           tiny_vision={"patch_size": 8, "width": 32}, media_token_id=3)  # fmt: skip
+                           tiny_vision={"patch_size": 8, "width": 32}, media_token_id=509)  # fmt: skip
     import open_clip
 
     vit = open_clip.get_model_config("ViT-L-14")
@@ -64,7 +64,7 @@ def otter_config(tiny: bool):
 def make_batch(batch: int, seq: int, image_size: int, vocab: int, media_id: int, device):
     from trainer.collate import Batch
 
-    ids = torch.randint(0, vocab - 3, (batch, seq), device=device)
+    ids = torch.randint(0, vocab - 3, (batch, seq), device=device)  # the 3 special tokens are the last ids
     ids[:, 0] = media_id  # one <image> at the start of every sample
     labels = ids.clone()
     labels[:, : seq // 2] = -100  # half the tokens supervised, like an answer after a question
