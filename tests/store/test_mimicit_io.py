@@ -275,3 +275,20 @@ def test_killed_import_leaves_usable_corpus_and_rerun_completes(tmp_path):
             assert c.get_image(iid) == b
         on_disk = {p.name for p in (corpus / "images").iterdir()}
         assert on_disk == {r[0] for r in c.con.execute("SELECT name FROM image_shards").fetchall()}
+
+
+def test_parquet_batches_are_sized_by_bytes(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curation.mimicit_io import _rows_per_batch, iter_parquet_images
+
+    big = tmp_path / "big.parquet"
+    values = [base64.b64encode(os.urandom(300_000)).decode() for _ in range(30)]  # 400 KB of base64 each
+    pq.write_table(pa.table({"id": [f"I{i}" for i in range(30)], "base64": values}), big, compression="none")
+    pf = pq.ParquetFile(big)
+    assert _rows_per_batch(pf, "base64", 2_000_000) == 4  # 2 MB over rows of 400 KB plus length prefixes
+    assert _rows_per_batch(pf, "base64", 1) == 1
+    assert _rows_per_batch(pf, "base64", 1 << 40) == 256  # small images: the usual 256 rows
+    got = list(iter_parquet_images(big, batch_bytes=2_000_000))
+    assert [i for i, _, _ in got] == [f"I{i}" for i in range(30)] and got[7][1] == values[7]
