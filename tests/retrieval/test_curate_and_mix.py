@@ -188,6 +188,17 @@ def test_cli_curate_retrieve_and_mix(messy_corpus, tmp_path, capsys):
     main(["retrieve", path, "--policy", "t2t", "--k", "1"])
     out = capsys.readouterr().out
     assert "3 queries" in out
+    main(["retrieve", "--corpus", path, "--policy", "t2t", "--k", "1"])  # --corpus, as generate takes it
+    assert "3 queries" in capsys.readouterr().out
+    for argv, message in [
+        (["retrieve", "--policy", "t2t"], "no corpus given"),
+        (["curate", path, "--corpus", str(tmp_path / "other")], "two corpora given"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
     _mimicit(tmp_path / "LA.json", 3)
     (tmp_path / "mix.yaml").write_text("IMAGE_TEXT:\n  LA: {mimicit_path: LA.json, num_samples: 5}\n")
     main(["mix", str(tmp_path / "mix.yaml")])
