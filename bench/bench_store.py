@@ -16,6 +16,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -201,7 +202,7 @@ def main() -> None:
             "reads_per_s>=1000": med(ours, "per_s") >= 1000,
             "rss_ratio<=0.25": med(ours, "peak_rss_mb") / med(base, "peak_rss_mb") <= 0.25,
         },
-        "machine": "2 cores, 24 GiB (shared with other work while measured)",
+        "machine": {"cpus": os.cpu_count(), "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2))

@@ -441,7 +441,7 @@ class ImageShardWriter:
         self.bytes_per_shard = bytes_per_shard
         self.max_pixels = max_pixels
         self.source = source
-        self._blobs: list[tuple[ImageInfo, bytes]] = []
+        self._shard: _ShardFile | None = None  # the shard being written, opened at its first image
         self._pending_sha: set[str] = set()
         self._ids: list[tuple[str, str]] = []  # (id, sha256) to commit with the next shard
         self._pending_ids: dict[str, str] = {}
@@ -492,29 +492,35 @@ class ImageShardWriter:
                 status[k] = "dedup"
             else:
                 status[k] = "added"
-                self._blobs.append((info, data))
+                if self._shard is None:
+                    name = f"shard-{now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}.parquet"
+                    self._shard = _ShardFile(self.corpus.images_dir / name)
+                self._shard.add(info, data)
                 self._pending_sha.add(info.sha256)
                 self._buf_bytes += len(data)
             self._ids.append((iid, info.sha256))
             self._pending_ids[iid] = info.sha256
-        if len(self._blobs) >= self.rows_per_shard or self._buf_bytes >= self.bytes_per_shard:
+        if self._shard is not None and (
+            len(self._shard.infos) >= self.rows_per_shard or self._buf_bytes >= self.bytes_per_shard
+        ):
             self.flush()
         return status
 
     def flush(self) -> None:
         """Write the buffered images as one shard and commit their index rows."""
-        blobs, ids = self._blobs, self._ids
-        if not blobs and not ids:
+        shard, ids = self._shard, self._ids
+        if shard is None and not ids:
             return
         shard_rows: list[tuple] = []
         shard_name = None
         nbytes = 0
-        if blobs:
-            shard_name = f"shard-{now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}.parquet"
-            final = self.corpus.images_dir / shard_name
-            offsets = _write_shard(final, [b for _, b in blobs], [i.sha256 for i, _ in blobs])
+        blobs = shard.infos if shard is not None else []
+        if shard is not None:
+            final = shard.finish()
+            shard_name = final.name
             nbytes = final.stat().st_size
-            for k, (info, _data) in enumerate(blobs):
+            offsets = shard.offsets
+            for k, info in enumerate(blobs):
                 shard_rows.append(
                     (
                         info.sha256,
@@ -560,7 +566,7 @@ class ImageShardWriter:
                 )
             finally:
                 con.unregister("_img_batch")
-        self._blobs, self._ids = [], []
+        self._shard, self._ids = None, []
         self._pending_sha.clear()
         self._pending_ids.clear()
         self._buf_bytes = 0
@@ -581,56 +587,85 @@ SHARD_SCHEMA = pa.schema(
 )
 
 
-def _write_shard(final: Path, datas: list[bytes], shas: list[str]) -> list[int]:
-    """Write a shard atomically and return the byte offset of each image inside the file."""
-    partial = final.with_name(final.name + ".partial")
-    with pq.ParquetWriter(
-        partial,
-        SHARD_SCHEMA,
-        compression={"sha256": "zstd", "bytes": "none"},
-        use_dictionary=["sha256"],
-        write_statistics=["sha256"],
-        data_page_size=1 << 20,
-    ) as w:
-        for start in range(0, len(datas), ROWS_PER_GROUP):
-            t = pa.table(
-                {
-                    "sha256": shas[start : start + ROWS_PER_GROUP],
-                    "bytes": datas[start : start + ROWS_PER_GROUP],
-                },
-                schema=SHARD_SCHEMA,
-            )
-            w.write_table(t, row_group_size=ROWS_PER_GROUP)
-    offsets = _locate_values(partial, datas)
-    with open(partial, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(partial, final)
-    return offsets
+class _ShardFile:
+    """One image shard written as images arrive: each full group of ``ROWS_PER_GROUP`` images
+    goes to disk at once, so memory holds one group, not the shard (up to 512 MB).
+
+    The file is ``NAME.partial`` until ``finish`` has located every image's byte offset, synced
+    it and renamed it; a crash before that leaves a ``.partial`` that opening the corpus removes.
+    """
+
+    PROBE = 256  # leading and trailing bytes kept per image to find it in the file again
+
+    def __init__(self, final: Path):
+        self.final = final
+        self.partial = final.with_name(final.name + ".partial")
+        self.infos: list[ImageInfo] = []
+        self.offsets: list[int] = []
+        self._probes: list[tuple[bytes, bytes]] = []  # (leading, trailing) bytes per image
+        self._group: list[bytes] = []
+        self._writer = pq.ParquetWriter(
+            self.partial,
+            SHARD_SCHEMA,
+            compression={"sha256": "zstd", "bytes": "none"},
+            use_dictionary=["sha256"],
+            write_statistics=["sha256"],
+            data_page_size=1 << 20,
+        )
+
+    def add(self, info: ImageInfo, data: bytes) -> None:
+        self.infos.append(info)
+        self._probes.append((data[: self.PROBE], data[-self.PROBE :]))
+        self._group.append(data)
+        if len(self._group) == ROWS_PER_GROUP:
+            self._write_group()
+
+    def _write_group(self) -> None:
+        n = len(self._group)
+        shas = [i.sha256 for i in self.infos[len(self.infos) - n :]]
+        t = pa.table({"sha256": shas, "bytes": self._group}, schema=SHARD_SCHEMA)
+        self._writer.write_table(t, row_group_size=ROWS_PER_GROUP)
+        self._group = []
+
+    def finish(self) -> Path:
+        """Write the last group, locate every image, fsync and rename; returns the final path."""
+        if self._group:
+            self._write_group()
+        self._writer.close()
+        self.offsets = _locate_values(self.partial, self.infos, self._probes)
+        with open(self.partial, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.partial, self.final)
+        return self.final
 
 
-def _locate_values(path: Path, datas: list[bytes]) -> list[int]:
-    """Find each value's offset in the file. Values of a plain-encoded, uncompressed binary
-    column are stored verbatim and in order, so a forward search from each row group's
-    column chunk start finds them (and a full comparison guards against false matches)."""
+def _locate_values(path: Path, infos: list[ImageInfo], probes: list[tuple[bytes, bytes]]) -> list[int]:
+    """Find each image's offset in the file. Values of a plain-encoded, uncompressed binary
+    column are stored verbatim, in order, each after its 4-byte little-endian length, so a
+    forward search for an image's leading bytes from its row group's column chunk start finds
+    it; the length prefix and the trailing bytes must match too, which rules out a false match
+    without keeping (or re-hashing) the image itself."""
     md = pq.ParquetFile(path).metadata
     col = md.schema.names.index("bytes")
     offsets: list[int] = []
     k = 0
-    # mapped, not read: the shard's bytes are already in memory once, in `datas`
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
         for rg in range(md.num_row_groups):
             pos = md.row_group(rg).column(col).data_page_offset
             for _ in range(md.row_group(rg).num_rows):
-                d = datas[k]
-                probe = d[: min(len(d), 256)]
+                n, (head, tail) = infos[k].nbytes, probes[k]
                 while True:
-                    p = blob.find(probe, pos)
+                    p = blob.find(head, pos)
                     if p < 0:
                         raise RuntimeError(f"{path}: could not locate image {k} in its shard")
-                    if blob[p : p + len(d)] == d:
+                    if (
+                        p >= 4
+                        and int.from_bytes(blob[p - 4 : p], "little") == n
+                        and blob[p + n - len(tail) : p + n] == tail
+                    ):
                         break
                     pos = p + 1
                 offsets.append(p)
-                pos = p + len(d)
+                pos = p + n
                 k += 1
     return offsets
