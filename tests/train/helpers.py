@@ -16,6 +16,19 @@ from schemas.shards import ShardFiles, ShardManifest
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``syphus ARGV`` in this process: (exit code, stdout, stderr)."""
+    from syphus.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def train_env() -> dict:
     """Environment for a training subprocess: DeepSpeed on CPU, one thread, the repo importable."""
     import os

@@ -12,17 +12,7 @@ import json
 import pytest
 from PIL import Image
 
-from syphus.cli import main
-
-
-def _run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from .helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +39,7 @@ def test_chat_answers_like_the_library(model_dir, images, capsys):
     from trainer.chat import Chat, ContextExample, Question, open_image
 
     argv = ["chat", "--model", str(model_dir), "--image", str(images["red"]), "--max-new-tokens", "6"]
-    code, out, err = _run([*argv, "What colour is it?"], capsys)
+    code, out, err = run_cli([*argv, "What colour is it?"], capsys)
     assert code == 0, err
     chat = Chat.load(model_dir)
     expected = chat.ask(Question("What colour is it?", open_image(images["red"])), max_new_tokens=6)
@@ -58,7 +48,7 @@ def test_chat_answers_like_the_library(model_dir, images, capsys):
     # two in-context examples, each with its own image and answer, before the question
     ctx = ["--context-image", str(images["blue"]), "--context-answer", "blue"]
     ctx += ["--context-image", str(images["green"]), "--context-answer", "green"]
-    code, out, err = _run([*argv, *ctx, "What colour is it?"], capsys)
+    code, out, err = run_cli([*argv, *ctx, "What colour is it?"], capsys)
     assert code == 0, err
     q = Question(
         "What colour is it?",
@@ -71,7 +61,7 @@ def test_chat_answers_like_the_library(model_dir, images, capsys):
     assert out.rstrip("\n") == chat.ask(q, max_new_tokens=6)
 
     # a question without any image is allowed (text-only)
-    code, _, err = _run(["chat", "--model", str(model_dir), "--max-new-tokens", "3", "Hello?"], capsys)
+    code, _, err = run_cli(["chat", "--model", str(model_dir), "--max-new-tokens", "3", "Hello?"], capsys)
     assert code == 0, err
 
 
@@ -91,7 +81,7 @@ def test_chat_bad_input_is_one_line(model_dir, images, tmp_path, capsys):
     bad.write_bytes(b"not an image")
     cases.append((["chat", "--model", str(model_dir), "--image", str(bad), "q"], "cannot decode image"))
     for argv, message in cases:
-        code, out, err = _run(argv, capsys)
+        code, out, err = run_cli(argv, capsys)
         assert code == 1, argv
         assert message in err and len(err.strip().splitlines()) == 1, err
 
@@ -113,7 +103,7 @@ def test_infer_writes_one_answer_per_question(model_dir, images, tmp_path, capsy
     src.write_text("\n".join(json.dumps(q) for q in questions) + "\n\n")
     out_path = tmp_path / "answers.jsonl"
     argv = ["infer", "--model", str(model_dir), "--input", str(src), "--out", str(out_path)]
-    code, out, err = _run([*argv, "--max-new-tokens", "5", "--batch-size", "1"], capsys)
+    code, out, err = run_cli([*argv, "--max-new-tokens", "5", "--batch-size", "1"], capsys)
     assert code == 0, err
     assert "wrote 3 answers" in out
     rows = [json.loads(line) for line in out_path.read_text().splitlines()]
@@ -126,7 +116,7 @@ def test_infer_writes_one_answer_per_question(model_dir, images, tmp_path, capsy
     assert rows[0]["answer"] == first
 
     # batched: same count and ids (left padding may change greedy noise, not the bookkeeping)
-    code, _, err = _run([*argv, "--max-new-tokens", "5", "--batch-size", "3"], capsys)
+    code, _, err = run_cli([*argv, "--max-new-tokens", "5", "--batch-size", "3"], capsys)
     assert code == 0, err
     assert [json.loads(line)["id"] for line in out_path.read_text().splitlines()] == ["q1", "q2", "q3"]
 
@@ -142,7 +132,7 @@ def test_infer_bad_input_names_the_line(model_dir, images, tmp_path, capsys):
         ('{"instruction": "q", "context": [{"image": "blue.png"}]}\n', "line 1: context[0].answer"),
     ]:
         src.write_text(text)
-        code, _, err = _run(
+        code, _, err = run_cli(
             ["infer", "--model", str(model_dir), "--input", str(src), "--out", str(out_path)], capsys
         )
         assert code == 1

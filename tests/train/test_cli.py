@@ -6,17 +6,8 @@ import pytest
 
 from schemas.errors import SyphusError
 from schemas.train import load_train_config
-from syphus.cli import main
 
-
-def _run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from .helpers import run_cli
 
 
 def test_train_config_errors_name_the_field(tmp_path, capsys):
@@ -29,7 +20,7 @@ def test_train_config_errors_name_the_field(tmp_path, capsys):
         load_train_config(p)
     (tmp_path / "mix.yaml").write_text("IMAGE_TEXT:\n  a:\n    shards_path: s\n")
     p.write_text("max_steps: 3\n")
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         [
             "train",
             "--mix",
