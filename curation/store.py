@@ -445,7 +445,6 @@ class ImageShardWriter:
         self._pending_sha: set[str] = set()
         self._ids: list[tuple[str, str]] = []  # (id, sha256) to commit with the next shard
         self._pending_ids: dict[str, str] = {}
-        self._buf_bytes = 0
 
     def add(
         self, image_id: str, data: bytes, *, where: str | None = None, info: ImageInfo | None = None
@@ -497,11 +496,10 @@ class ImageShardWriter:
                     self._shard = _ShardFile(self.corpus.images_dir / name)
                 self._shard.add(info, data)
                 self._pending_sha.add(info.sha256)
-                self._buf_bytes += len(data)
             self._ids.append((iid, info.sha256))
             self._pending_ids[iid] = info.sha256
         if self._shard is not None and (
-            len(self._shard.infos) >= self.rows_per_shard or self._buf_bytes >= self.bytes_per_shard
+            len(self._shard.infos) >= self.rows_per_shard or self._shard.data_bytes >= self.bytes_per_shard
         ):
             self.flush()
         return status
@@ -514,20 +512,18 @@ class ImageShardWriter:
         shard_rows: list[tuple] = []
         shard_name = None
         nbytes = 0
-        blobs = shard.infos if shard is not None else []
         if shard is not None:
             final = shard.finish()
             shard_name = final.name
             nbytes = final.stat().st_size
-            offsets = shard.offsets
-            for k, info in enumerate(blobs):
+            for k, (info, offset) in enumerate(zip(shard.infos, shard.offsets, strict=True)):
                 shard_rows.append(
                     (
                         info.sha256,
                         shard_name,
                         k // ROWS_PER_GROUP,
                         k % ROWS_PER_GROUP,
-                        offsets[k],
+                        offset,
                         info.nbytes,
                         info.width,
                         info.height,
@@ -539,7 +535,7 @@ class ImageShardWriter:
             if shard_name:
                 con.execute(
                     "INSERT INTO image_shards VALUES (?, ?, ?, ?)",
-                    [shard_name, len(blobs), nbytes, self.run_id],
+                    [shard_name, len(shard_rows), nbytes, self.run_id],
                 )
                 cols = list(zip(*shard_rows, strict=True))
                 names = [
@@ -569,7 +565,6 @@ class ImageShardWriter:
         self._shard, self._ids = None, []
         self._pending_sha.clear()
         self._pending_ids.clear()
-        self._buf_bytes = 0
 
     def close(self) -> None:
         self.flush()
@@ -601,6 +596,7 @@ class _ShardFile:
         self.final = final
         self.partial = final.with_name(final.name + ".partial")
         self.infos: list[ImageInfo] = []
+        self.data_bytes = 0  # image bytes added so far
         self.offsets: list[int] = []
         self._probes: list[tuple[bytes, bytes]] = []  # (leading, trailing) bytes per image
         self._group: list[bytes] = []
@@ -615,6 +611,7 @@ class _ShardFile:
 
     def add(self, info: ImageInfo, data: bytes) -> None:
         self.infos.append(info)
+        self.data_bytes += len(data)
         self._probes.append((data[: self.PROBE], data[-self.PROBE :]))
         self._group.append(data)
         if len(self._group) == ROWS_PER_GROUP:
