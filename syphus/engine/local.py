@@ -80,6 +80,11 @@ def load_smollm2():
     return tok, model
 
 
+def int8_requested() -> bool:
+    """``SYPHUS_LOCAL_QUANT`` set to anything but none/0/off/fp32 (see ``quantize_for_cpu``)."""
+    return os.environ.get("SYPHUS_LOCAL_QUANT", "none").lower() not in ("none", "0", "off", "fp32")
+
+
 def compute_dtype():
     """The dtype the local model runs in: ``SYPHUS_LOCAL_DTYPE`` (bf16 | fp32), else bf16 where the
     CPU has native bf16 and fp32 elsewhere.
@@ -98,7 +103,7 @@ def compute_dtype():
         return torch.float32
     if choice != "auto":
         raise SyphusError(f"SYPHUS_LOCAL_DTYPE={choice!r}: expected auto, bf16 or fp32")
-    if os.environ.get("SYPHUS_LOCAL_QUANT", "none").lower() not in ("none", "0", "off", "fp32"):
+    if int8_requested():
         return torch.float32  # dynamic int8 quantises fp32 Linear layers
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
@@ -114,7 +119,7 @@ def quantize_for_cpu(model):
 
     import torch
 
-    if os.environ.get("SYPHUS_LOCAL_QUANT", "none").lower() in ("none", "0", "off", "fp32"):
+    if not int8_requested():
         return model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
