@@ -42,6 +42,7 @@ from curation.store import Corpus  # noqa: E402
 from syphus.engine.pipeline import GenerateOptions, build_requests, generate, load_annotations  # noqa: E402
 from syphus.engine.requestlog import RequestLog  # noqa: E402
 from syphus.testing.echo_task import EchoTask, write_notes  # noqa: E402
+from trainer.net import free_port  # noqa: E402
 
 ECHO = "syphus.testing.echo_task:EchoTask"
 PARAMS = {"temperature": 0.7, "max_tokens": 64}
@@ -288,7 +289,7 @@ def bench_llama_cpp(python: str, max_tokens: int, threads: int = 2) -> dict:
     from syphus.engine.local import gguf_path
 
     with tempfile.TemporaryDirectory() as d:
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [python, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--n_threads", str(threads),
              "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port)],
@@ -323,14 +324,6 @@ def bench_llama_cpp(python: str, max_tokens: int, threads: int = 2) -> dict:
             proc.wait()
     return {"threads": threads, "gguf": gguf_path().name, "one_at_a_time_tok_per_s": single,
             "eight_concurrent_tok_per_s": concurrent}  # fmt: skip
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import typer
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from trainer.net import free_port
 
 
 def launch_command(
@@ -43,7 +38,7 @@ def launch_command(
         num_gpus = 1
     if num_gpus is not None:
         cmd += ["--num_gpus", str(num_gpus)]
-    cmd += ["--master_port", str(master_port or _free_port())]
+    cmd += ["--master_port", str(master_port or free_port())]
     cmd += ["--module", "trainer.train", "--mix", str(mix), "--config", str(config), "--out", str(out)]
     return cmd, env
 

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from schemas.errors import SyphusError
 from schemas.mix import load_mix
 from schemas.train import TrainConfig, load_train_config
 from trainer.collate import Batch
+from trainer.net import free_port
 from trainer.prompting import IGNORE_INDEX, SpecialTokens
 
 CHECKPOINTS = "checkpoints"
@@ -125,19 +125,13 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 9_176 + rank) % (1 << 63)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def init_distributed() -> tuple[int, int, int]:
     """(rank, local rank, world size); a plain ``python -m`` run becomes a world of one."""
     import deepspeed
 
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_SIZE="1", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
     deepspeed.init_distributed(verbose=False)
     return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"])
 
