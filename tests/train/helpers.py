@@ -29,6 +29,19 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def run_python(*args: str, timeout: float = 600):
+    """``python ARGS`` from the repo root in ``train_env()``; fails the test on a non-zero exit,
+    showing the end of stderr. Returns the CompletedProcess (text)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=train_env(), capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def train_env() -> dict:
     """Environment for a training subprocess: DeepSpeed on CPU, one thread, the repo importable."""
     import os

@@ -8,11 +8,9 @@ The comparison runs in a child process: DeepSpeed's process group must not leak 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
-from .helpers import REPO, train_env
+from .helpers import REPO, run_python
 
 SCRIPT = textwrap.dedent(
     """
@@ -72,15 +70,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_lean_step_matches_deepspeed_clip_and_allreduce():
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(REPO)],
-        cwd=REPO,
-        env=train_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python("-c", SCRIPT, str(REPO))
     import json
 
     result = json.loads(proc.stdout.strip().splitlines()[-1])
