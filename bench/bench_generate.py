@@ -121,7 +121,6 @@ def zero_overhead_req_per_s(n: int, in_flight: int, mean: float, sigma: float, s
     the last requests finish one by one with fewer and fewer in flight.
     """
     import heapq
-    import math
 
     from syphus.testing.openai_server import sample_latency
 
@@ -130,7 +129,6 @@ def zero_overhead_req_per_s(n: int, in_flight: int, mean: float, sigma: float, s
     spec = f"lognormal:{mean}:{sigma}"
     for _ in range(n):
         heapq.heappush(slots, heapq.heappop(slots) + sample_latency(spec, rng))
-    assert math.isfinite(slots[0])
     return n / max(slots)
 
 
