@@ -213,7 +213,9 @@ def build_plan(plan: DemoPlan) -> DemoPlan:
 def write_configs(plan: DemoPlan) -> None:
     """The mix and training config the demo trains with (files a user can edit and reuse)."""
     plan.out.mkdir(parents=True, exist_ok=True)
-    mix = {"IMAGE_TEXT": {"demo": {"shards_path": str(plan.out / "shards"), "num_samples": -1}}}
+    # Relative to the mix file's own folder (how the mix resolves paths), so the pair of files can
+    # be moved or copied together and still train.
+    mix = {"IMAGE_TEXT": {"demo": {"shards_path": "shards", "num_samples": -1}}}
     (plan.out / "mix.yaml").write_text(yaml.safe_dump(mix, sort_keys=False))
     model = (
         {"name": "tiny"}
@@ -252,6 +254,8 @@ def write_configs(plan: DemoPlan) -> None:
 
 def run_demo(plan: DemoPlan, *, echo=print) -> tuple[list[tuple[str, float, str]], str]:
     """Run every step; returns (title, seconds, status) per step and the chat step's answer."""
+    # Every path the steps and configs name is absolute: nothing depends on where this was run from.
+    plan.out = plan.out.expanduser().resolve()
     build_plan(plan)
     write_configs(plan)
     env = dict(os.environ)
@@ -263,7 +267,7 @@ def run_demo(plan: DemoPlan, *, echo=print) -> tuple[list[tuple[str, float, str]
         echo(f"\n[{k}/{len(plan.steps)}] {title}\n$ {shown}")
         t0 = time.perf_counter()
         capture = title.startswith("chat")
-        proc = subprocess.run(cmd, env=env, cwd=REPO, text=True, capture_output=capture)
+        proc = subprocess.run(cmd, env=env, text=True, capture_output=capture)
         dt = time.perf_counter() - t0
         if capture:
             chat_answer = (proc.stdout or "").strip()

@@ -16,14 +16,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _demo(out: Path) -> subprocess.CompletedProcess:
+    """Run from the output's parent with a relative --out, as `make demo` does from the clone."""
     env = dict(os.environ, DS_ACCELERATOR="cpu", COLUMNS="120")
     return subprocess.run(
-        [sys.executable, "-m", "syphus.cli", "demo", "--quick", "--out", str(out)],
-        cwd=ROOT,
+        [sys.executable, "-m", "syphus.cli", "demo", "--quick", "--out", out.name],
+        cwd=out.parent,
         env=env,
         capture_output=True,
         text=True,
