@@ -1,12 +1,14 @@
 """Resolve a dataset-mix YAML (schemas/mix.py) into a sampling plan for the trainer.
 
-Per dataset: ``available`` records (MIMIC-IT: records in the instructions JSON; shards: rows in
-the shard manifest, restricted to ``tasks``/``langs`` if given), and ``num_samples`` (-1: all).
-Up-sampling repeats every record ``full_passes`` times and adds a seeded sample of the
-remainder; down-sampling takes a seeded sample. The plan file (JSON) lists, per dataset,
-``full_passes`` and the ``extra`` records (MIMIC-IT instruction ids, or global row numbers of
-the shard directory in manifest order), so the trainer draws exactly
-``full_passes * available + len(extra)`` records.
+Per dataset: ``available`` records (MIMIC-IT: the ids of the train config if given, else the
+records of the instructions JSON, as Otter reads them; shards: rows in manifest order,
+restricted to ``tasks``/``langs`` if given), and ``num_samples`` (-1 or 0: all, as in Otter's
+``resample_data``). Up-sampling repeats every record ``full_passes`` times and adds a seeded
+sample of the remainder; down-sampling takes a seeded sample. The plan file (JSON) lists, per
+dataset, ``full_passes`` and the ids of the ``extra`` records.
+
+``sample_positions`` is the one sampler: the trainer (``trainer/data.py``) calls it with the same
+seed, dataset name and record count, so the plan a user inspects is exactly what trains.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from schemas.errors import SyphusError
 from schemas.mix import MixConfig, MixDataset, load_mix
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: extras are ids for every source; num_samples 0 means all
 
 
 @dataclass
@@ -32,10 +34,9 @@ class PlanEntry:
     images_path: str | None
     train_config_path: str | None
     available: int
-    num_samples: int  # resolved count (never -1)
+    num_samples: int  # resolved count (never -1 or 0 unless the dataset is empty)
     full_passes: int
-    index_kind: str  # id | row
-    extra: list = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # ids drawn once more after the full passes
     share_of_group: float = 0.0
     share_of_total: float = 0.0
 
@@ -53,21 +54,30 @@ class MixPlan:
         return json.dumps(asdict(self), indent=1, ensure_ascii=False)
 
 
-def _mimicit_ids(path: Path, where: str) -> list[str]:
+def _mimicit_ids(path: Path, train_config: Path | None, where: str) -> list[str]:
+    from curation.jsonfiles import read_json
+
     if not path.is_file():
         raise SyphusError(f"{where}: mimicit_path {path} not found")
-    try:
-        with path.open("rb") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise SyphusError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}") from e
+    data = read_json(path, what="MIMIC-IT instructions file")
     if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
         raise SyphusError(f"{path}: not a MIMIC-IT instructions file (expected a 'data' object of records)")
-    return list(data["data"].keys())
+    train = None
+    if train_config is not None:
+        train = read_json(train_config, what="MIMIC-IT train config")
+        if not isinstance(train, dict):
+            raise SyphusError(f"{train_config}: expected {{instruction id: [related ids]}}")
+    return mimicit_order(list(data["data"]), train)
 
 
-def _shard_rows(path: Path, ds: MixDataset, where: str) -> np.ndarray:
-    """Global row numbers (manifest order) that pass the dataset's task / lang filters."""
+def mimicit_order(instruction_ids: list[str], train_config: dict | None) -> list[str]:
+    """The records a MIMIC-IT dataset offers, in order: the train config's ids when there is one
+    (Otter samples from its keys), else every instruction."""
+    return list(train_config) if train_config is not None else list(instruction_ids)
+
+
+def _shard_rows(path: Path, ds: MixDataset, where: str) -> tuple[int, list[list[str]]]:
+    """(number of rows that pass the dataset's task / lang filters, their ids per shard file)."""
     man_path = path / "manifest.json"
     if not man_path.is_file():
         raise SyphusError(
@@ -79,60 +89,65 @@ def _shard_rows(path: Path, ds: MixDataset, where: str) -> np.ndarray:
         man = ShardManifest.model_validate_json(man_path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise SyphusError(f"{man_path}: invalid shard manifest ({str(e).splitlines()[0]})") from e
-    if not ds.tasks and not ds.langs:
-        return np.arange(man.rows)
     import pyarrow.parquet as pq
 
-    keep, base = [], 0
+    parts, total = [], 0
     for sf in man.shards:
         part = path / sf.instructions
         if not part.is_file():
             raise SyphusError(f"{man_path}: shard file {sf.instructions} is missing")
-        t = pq.read_table(part, columns=["task", "lang"])
+        t = pq.read_table(part, columns=["id", "task", "lang"])
         ok = np.ones(t.num_rows, bool)
         if ds.tasks:
             ok &= np.isin(np.array(t.column("task").to_pylist(), dtype=object), ds.tasks)
         if ds.langs:
             ok &= np.isin(np.array(t.column("lang").to_pylist(), dtype=object), ds.langs)
-        keep.append(base + np.flatnonzero(ok))
-        base += t.num_rows
-    return np.concatenate(keep) if keep else np.zeros(0, np.int64)
+        ids = t.column("id").to_pylist()
+        parts.append([ids[i] for i in np.flatnonzero(ok)])
+        total += int(ok.sum())
+    return total, parts
 
 
-def _sample(rng: np.random.Generator, available: int, want: int) -> tuple[int, np.ndarray]:
-    """(full passes, positions of the extra records) for ``want`` draws from ``available``."""
-    if want == -1:
-        return 1, np.zeros(0, np.int64)
+def resolved_count(available: int, num_samples: int) -> int:
+    """Records a dataset contributes per epoch: -1 and 0 mean all of them (Otter's meaning)."""
+    return available if num_samples in (-1, 0) else num_samples
+
+
+def sample_positions(seed: int, name: str, available: int, num_samples: int) -> tuple[int, np.ndarray]:
+    """(full passes, sorted positions of the extra records) for one dataset: the sampler shared
+    by ``syphus mix`` and the trainer. Each dataset draws from its own stream, seeded by
+    ``(seed, name)``, so adding a dataset does not reshuffle the others."""
+    want = resolved_count(available, num_samples)
     if available == 0:
         return 0, np.zeros(0, np.int64)
     passes, rest = divmod(want, available)
-    extra = np.sort(rng.choice(available, rest, replace=False)) if rest else np.zeros(0, np.int64)
-    return passes, extra
+    if not rest:
+        return passes, np.zeros(0, np.int64)
+    rng = np.random.default_rng([seed, *name.encode("utf-8")])
+    return passes, np.sort(rng.choice(available, rest, replace=False))
 
 
 def resolve_mix(mix: MixConfig, *, seed: int = 0, mix_file: str = "") -> MixPlan:
     entries: list[PlanEntry] = []
     for g, name, ds in mix.datasets():
         where = f"{mix_file}: {g}.{name}"
-        # each dataset gets its own stream, so adding a dataset does not reshuffle the others
-        rng = np.random.default_rng([seed, *name.encode("utf-8")])
         for key in ("images_path", "train_config_path"):
             p = getattr(ds, key)
             if p is not None and not Path(p).exists():
                 raise SyphusError(f"{where}: {key} {p} not found")
         if ds.mimicit_path is not None:
-            ids = _mimicit_ids(Path(ds.mimicit_path), where)
-            avail = len(ids)
-            passes, extra = _sample(rng, avail, ds.num_samples)
-            extra_list, kind, src, path = [ids[i] for i in extra], "id", "mimicit", ds.mimicit_path
+            train = Path(ds.train_config_path) if ds.train_config_path else None
+            ids = _mimicit_ids(Path(ds.mimicit_path), train, where)
+            avail, src, path = len(ids), "mimicit", ds.mimicit_path
+            passes, extra = sample_positions(seed, name, avail, ds.num_samples)
+            extra_ids = [ids[i] for i in extra]
         else:
-            rows = _shard_rows(Path(ds.shards_path), ds, where)
-            avail = len(rows)
-            passes, extra = _sample(rng, avail, ds.num_samples)
-            extra_list, kind, src, path = rows[extra].tolist(), "row", "shards", ds.shards_path
+            avail, parts = _shard_rows(Path(ds.shards_path), ds, where)
+            src, path = "shards", ds.shards_path
+            passes, extra = sample_positions(seed, name, avail, ds.num_samples)
+            extra_ids = _ids_at(parts, extra)
         if avail == 0 and ds.num_samples > 0:
             raise SyphusError(f"{where}: num_samples is {ds.num_samples} but the dataset has no records")
-        count = avail if ds.num_samples == -1 else ds.num_samples
         entries.append(
             PlanEntry(
                 g,
@@ -142,10 +157,9 @@ def resolve_mix(mix: MixConfig, *, seed: int = 0, mix_file: str = "") -> MixPlan
                 ds.images_path,
                 ds.train_config_path,
                 avail,
-                count,
+                resolved_count(avail, ds.num_samples),
                 passes,
-                kind,
-                extra_list,
+                extra_ids,
             )
         )
     groups: dict[str, int] = {}
@@ -156,6 +170,17 @@ def resolve_mix(mix: MixConfig, *, seed: int = 0, mix_file: str = "") -> MixPlan
         e.share_of_group = round(e.num_samples / groups[e.group], 6) if groups[e.group] else 0.0
         e.share_of_total = round(e.num_samples / total, 6) if total else 0.0
     return MixPlan(PLAN_VERSION, mix_file, seed, total, groups, entries)
+
+
+def _ids_at(parts: list[list[str]], positions: np.ndarray) -> list[str]:
+    """Ids at sorted global positions of the filtered rows, walking the shard files once."""
+    out, base, k = [], 0, 0
+    for ids in parts:
+        while k < len(positions) and positions[k] < base + len(ids):
+            out.append(ids[int(positions[k]) - base])
+            k += 1
+        base += len(ids)
+    return out
 
 
 def plan_mix(mix_yaml: str | Path, *, seed: int = 0, out: str | Path | None = None) -> MixPlan:

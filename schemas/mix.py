@@ -17,6 +17,10 @@ Otter's format (``shared_scripts/*.yaml`` in the original repository)::
       LIMA:
         mimicit_path: ...
 
+``num_samples`` is the number of records a dataset contributes per epoch: more than it has
+repeats every record and draws the remainder, fewer draws a sample; ``-1`` or ``0`` (or leaving
+it out) takes every record once, as Otter's ``resample_data`` does.
+
 A dataset may instead name ``shards_path``: a directory written by ``syphus export shards``
 (optionally restricted with ``tasks`` and ``langs``).
 """
@@ -43,14 +47,14 @@ class MixDataset(BaseModel):
     shards_path: str | None = None
     tasks: list[str] | None = None
     langs: list[str] | None = None
-    num_samples: int = -1
+    num_samples: int = Field(-1, description="records per epoch; -1 or 0: all of them (Otter's meaning)")
 
     @model_validator(mode="after")
     def _one_source(self) -> MixDataset:
         if (self.mimicit_path is None) == (self.shards_path is None):
             raise ValueError("give exactly one of mimicit_path or shards_path")
         if self.num_samples < -1:
-            raise ValueError("num_samples must be -1 (all) or a non-negative count")
+            raise ValueError("num_samples must be a count, or -1 / 0 for all records")
         return self
 
 

@@ -55,6 +55,13 @@ class TrainConfig(BaseModel):
     supervise_context: bool = True
     shuffle_buffer: int = Field(1024, ge=1)
     num_workers: int = Field(0, ge=0)
+    max_skipped_fraction: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="stop with an error when a dataset loses more than this share of its samples "
+        "(missing or undecodable images, ids missing from the instructions, prompts too long)",
+    )
 
     batch_size: int = Field(4, ge=1, description="samples per device per micro-step")
     grad_accum: int = Field(1, ge=1)

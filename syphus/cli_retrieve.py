@@ -282,13 +282,24 @@ def mix(
     out: Path = typer.Option(
         None, "--out", help="Where to write the JSON sampling plan (default: next to the YAML, .plan.json)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed for up- and down-sampling."),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        help="Seed for up- and down-sampling: the training config's `seed` (default: its default, 42).",
+    ),
 ) -> None:
-    """Resolve a dataset mix into a sampling plan for the trainer; print it as a table."""
+    """Resolve a dataset mix into a sampling plan for the trainer; print it as a table.
+
+    The trainer draws with the same sampler and its config's seed, so with that seed the plan
+    lists exactly the records that train."""
     from rich.console import Console
     from rich.table import Table
 
     from curation.mix import plan_mix
+    from schemas.train import TrainConfig
+
+    if seed is None:
+        seed = TrainConfig.model_fields["seed"].default
 
     out = out or mix_yaml.with_suffix(".plan.json")
     plan = plan_mix(mix_yaml, seed=seed, out=out)

@@ -32,6 +32,8 @@ class Batch:
     index: int = -1  # position of this micro-batch in this rank's stream
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> samples dropped from it
     warnings: list[str] = field(default_factory=list)
+    # "GROUP.name" -> {"drawn": records taken from that dataset, reason: records skipped}
+    per_dataset: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def n_samples(self) -> int:

@@ -4,9 +4,11 @@ The stream is built in two layers so that memory does not grow with the corpus:
 
 1. *Records*: light text rows (instruction, answer, image ids, in-context examples) read
    row group by row group from parquet (or from a MIMIC-IT JSON file), sampled per dataset
-   to ``num_samples``, interleaved across datasets at random in proportion to what each has
-   left, and shuffled through a bounded buffer. All of it is seeded by ``(seed, epoch)``, so
-   every rank and worker sees the same global order without talking to each other.
+   to ``num_samples`` by ``curation.mix.sample_positions`` (the sampler ``syphus mix`` uses, so
+   its plan lists exactly the records that train; the sample is drawn once, not per epoch),
+   interleaved across datasets at random in proportion to what each has left, and shuffled
+   through a bounded buffer. The order is seeded by ``(seed, epoch)``, so every rank and worker
+   sees the same global order without talking to each other.
 2. *Batches*: the global order is cut into micro-batches; rank ``r`` of ``W`` takes every
    ``W``-th one and, inside a rank, DataLoader worker ``w`` of ``N`` every ``N``-th of those,
    so a DataLoader's round-robin over workers returns them in order. Only owned batches decode
@@ -15,14 +17,18 @@ The stream is built in two layers so that memory does not grow with the corpus:
 
 A sample whose image is missing or cannot be decoded is dropped with a counted warning; a
 micro-batch that loses all its samples becomes a placeholder whose labels are all ignored,
-so ranks stay in step and the loss stays finite.
+so ranks stay in step and the loss stays finite. ``SkipGuard`` stops a run once a dataset
+loses more than ``max_skipped_fraction`` of its samples, so broken data is never "trained".
+
+Images come from parquet (ours: raw bytes; Otter's: base64 keyed by the pandas index) or from
+Otter's older ``{id: base64}`` JSON, which is indexed in place (see ``_JsonImages``).
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
+import mmap
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -34,6 +40,8 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from curation.images import decode_base64
+from curation.mix import mimicit_order, resolved_count, sample_positions
 from schemas.errors import SyphusError
 from schemas.mix import MixConfig, MixDataset
 from schemas.shards import ShardManifest
@@ -74,31 +82,167 @@ class MissingImage(KeyError):
 class _ParquetImages:
     """Image lookup by id in one parquet file, one row group decoded at a time."""
 
-    def __init__(self, path: Path, id_column: str, value_column: str, decode_base64: bool):
+    def __init__(self, path: Path, id_column: str, value_column: str, base64_values: bool):
         self.path = path
         self.value_column = value_column
-        self.decode_base64 = decode_base64
-        self.file = pq.ParquetFile(path)
+        self.base64_values = base64_values
         self.where: dict[str, tuple[int, int]] = {}
-        for rg in range(self.file.num_row_groups):
-            ids = self.file.read_row_group(rg, columns=[id_column]).column(0).to_pylist()
-            for i, image_id in enumerate(ids):
-                self.where[str(image_id)] = (rg, i)
+        try:
+            f = pq.ParquetFile(path)
+            for rg in range(f.num_row_groups):
+                ids = f.read_row_group(rg, columns=[id_column]).column(0).to_pylist()
+                for i, image_id in enumerate(ids):
+                    self.where[str(image_id)] = (rg, i)
+        except (OSError, ValueError) as e:
+            raise SyphusError(f"{path}: cannot read the images parquet ({str(e).splitlines()[0]})") from e
+        self._file: pq.ParquetFile | None = f
         self._cached: tuple[int, list] | None = None
+
+    def __getstate__(self) -> dict:
+        # open file handles stay in the process that opened them (DataLoader workers reopen)
+        return {**self.__dict__, "_file": None, "_cached": None}
 
     def get(self, image_id: str) -> bytes:
         if image_id not in self.where:
             raise MissingImage(image_id)
         rg, i = self.where[image_id]
         if self._cached is None or self._cached[0] != rg:
-            col = self.file.read_row_group(rg, columns=[self.value_column]).column(0).to_pylist()
+            if self._file is None:
+                self._file = pq.ParquetFile(self.path)
+            col = self._file.read_row_group(rg, columns=[self.value_column]).column(0).to_pylist()
             self._cached = (rg, col)
         value = self._cached[1][i]
         if value is None:
             raise MissingImage(image_id)
-        if self.decode_base64:
-            return base64.b64decode(value)
+        if self.base64_values:
+            return _base64_image(value, self.path, image_id)
         return bytes(value)
+
+
+def _base64_image(value: str | bytes, path: Path, image_id: str) -> bytes:
+    """Otter writes URL-safe base64, other tools the standard alphabet: accept both (an
+    undecodable value is a bad image, counted like any other)."""
+    try:
+        return decode_base64(value, where=f"{path}: image '{image_id}'")
+    except SyphusError as e:
+        raise ValueError(str(e)) from e
+
+
+class _JsonImages:
+    """Image lookup by id in Otter's older ``{id: base64, ...}`` JSON, without loading it.
+
+    These files run to several GB. One pass over a memory map records where each value's text
+    starts and ends; a lookup reads just that slice. Chosen over converting the file into a
+    parquet in the run folder because it writes nothing, needs no coordination between ranks
+    (each process indexes the same read-only file, shared through the page cache), and keeps
+    memory at one (offset, length) pair per image. The scan accepts exactly what the format
+    is: one JSON object whose values are strings; anything else is a one-line error with the
+    line where it goes wrong.
+    """
+
+    _SPACE = b" \t\r\n"
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.where: dict[str, tuple[int, int]] = {}
+        self._map: mmap.mmap | None = None
+        with open(path, "rb") as f:
+            if f.seek(0, 2) == 0:
+                raise SyphusError(f"{path}: empty file (expected an images JSON object {{id: base64}})")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                self._index(m)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_map": None}
+
+    def _fail(self, m: mmap.mmap, pos: int, what: str) -> SyphusError:
+        line = 1 + sum(m[i : min(pos, i + (1 << 24))].count(b"\n") for i in range(0, pos, 1 << 24))
+        return SyphusError(
+            f"{self.path}: line {line}: {what} (expected an images JSON object {{id: base64}})"
+        )
+
+    def _skip_space(self, m: mmap.mmap, pos: int) -> int:
+        while pos < len(m) and m[pos : pos + 1] in self._SPACE:
+            pos += 1
+        return pos
+
+    def _string_end(self, m: mmap.mmap, start: int) -> int:
+        """Position of the quote closing the string whose text begins at ``start``."""
+        pos = start
+        while True:
+            q = m.find(b'"', pos)
+            if q < 0:
+                raise self._fail(m, len(m), "file ends inside a string (truncated?)")
+            k = q
+            while k > start and m[k - 1] == 0x5C:  # a quote after an odd run of backslashes is text
+                k -= 1
+            if (q - k) % 2 == 0:
+                return q
+            pos = q + 1
+
+    def _index(self, m: mmap.mmap) -> None:
+        pos = self._skip_space(m, 0)
+        if m[pos : pos + 1] != b"{":
+            raise self._fail(m, pos, "does not start with '{'")
+        pos = self._skip_space(m, pos + 1)
+        if m[pos : pos + 1] == b"}":
+            pos += 1
+        else:
+            while True:
+                if m[pos : pos + 1] != b'"':
+                    raise self._fail(m, pos, "expected an image id in double quotes")
+                end = self._string_end(m, pos + 1)
+                try:
+                    key = json.loads(m[pos : end + 1])
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise self._fail(m, pos, f"bad image id ({e})") from e
+                pos = self._skip_space(m, end + 1)
+                if m[pos : pos + 1] != b":":
+                    raise self._fail(m, pos, f"expected ':' after image id '{key}'")
+                pos = self._skip_space(m, pos + 1)
+                if m[pos : pos + 1] != b'"':
+                    raise self._fail(m, pos, f"image '{key}': value is not a base64 string")
+                end = self._string_end(m, pos + 1)
+                self.where[key] = (pos + 1, end - pos - 1)
+                pos = self._skip_space(m, end + 1)
+                sep = m[pos : pos + 1]
+                if sep == b"}":
+                    pos += 1
+                    break
+                if sep != b",":
+                    raise self._fail(m, pos, f"expected ',' or '}}' after image '{key}'")
+                pos = self._skip_space(m, pos + 1)
+        if self._skip_space(m, pos) != len(m):
+            raise self._fail(m, pos, "text after the closing '}'")
+
+    def get(self, image_id: str) -> bytes:
+        if image_id not in self.where:
+            raise MissingImage(image_id)
+        if self._map is None:
+            with open(self.path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        start, length = self.where[image_id]
+        text = self._map[start : start + length]
+        if b"\\" in text:  # JSON escapes such as \/ (base64 itself has no backslash)
+            try:
+                text = json.loads(b'"' + text + b'"').encode("ascii")
+            except (ValueError, UnicodeEncodeError) as e:
+                raise ValueError(f"image '{image_id}': bad JSON string ({e})") from e
+        return _base64_image(text, self.path, image_id)
+
+
+def open_image_file(path: Path) -> _ParquetImages | _JsonImages:
+    """An images file of a MIMIC-IT dataset, recognised by its content: parquet (``PAR1``) or
+    Otter's older ``{id: base64}`` JSON."""
+    if not path.is_file():
+        raise SyphusError(f"{path}: images file not found")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PAR1"):
+        return _ParquetImages(path, _mimicit_id_column(path), "base64", base64_values=True)
+    if head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] == b"{" or not head.strip():
+        return _JsonImages(path)
+    raise SyphusError(f"{path}: not an images parquet or an images JSON object {{id: base64}}")
 
 
 def _mimicit_id_column(path: Path) -> str:
@@ -174,7 +318,7 @@ class ShardSource:
     def image(self, part: int, image_id: str) -> bytes:
         if part not in self._images:
             path = self.root / self.manifest.shards[part].images
-            self._images[part] = _ParquetImages(path, "image_id", "bytes", decode_base64=False)
+            self._images[part] = _ParquetImages(path, "image_id", "bytes", base64_values=False)
             while len(self._images) > 2:
                 self._images.popitem(last=False)
         self._images.move_to_end(part)
@@ -182,10 +326,12 @@ class ShardSource:
 
 
 class MimicitSource:
-    """Original MIMIC-IT files: instructions JSON, images parquet (base64), optional train JSON.
+    """Original MIMIC-IT files: instructions JSON, images (parquet or Otter's older JSON, both
+    base64), optional train JSON.
 
     The instructions file is one JSON document, so it is parsed whole (as Otter does); the
-    images are read one row group at a time.
+    images file is indexed once here (a bad file is an error before training starts) and read
+    one image or row group at a time.
     """
 
     def __init__(self, ds: MixDataset, media: str):
@@ -206,21 +352,17 @@ class MimicitSource:
             self.data[ins_id] = Example(
                 rec["instruction"], rec["answer"], [str(x) for x in rec.get("image_ids") or []]
             )
-        self.order: list[str]
         self.related: dict[str, list[str]] = {}
+        train = None
         if ds.train_config_path:
             tpath = Path(ds.train_config_path)
             train = read_json(tpath, what="MIMIC-IT train config")
             if not isinstance(train, dict):
                 raise SyphusError(f"{tpath}: expected {{instruction id: [related ids]}}")
             self.related = {k: list(v or []) for k, v in train.items()}
-            self.order = list(train)
-        else:
-            self.order = list(self.data)
+        self.order = mimicit_order(list(self.data), train)
         self.images_path = Path(ds.images_path) if ds.images_path else None
-        if self.images_path is not None and not self.images_path.is_file():
-            raise SyphusError(f"{self.images_path}: images parquet not found")
-        self._images: _ParquetImages | None = None
+        self._images = open_image_file(self.images_path) if self.images_path is not None else None
         self.path = path
 
     def count(self) -> int:
@@ -238,21 +380,9 @@ class MimicitSource:
             yield Record(id=ins_id, media=media, query=q, context=context)
 
     def image(self, part: int, image_id: str) -> bytes:
-        if self.images_path is None:
-            raise MissingImage(image_id)
         if self._images is None:
-            col = _mimicit_id_column(self.images_path)
-            self._images = _ParquetImages(self.images_path, col, "base64", decode_base64=True)
+            raise MissingImage(image_id)
         return self._images.get(image_id)
-
-
-def _select(n: int, k: int, rng: random.Random) -> Iterator[bool]:
-    """Knuth's selection sampling: exactly ``k`` of ``n`` positions, in order, O(1) memory."""
-    chosen = 0
-    for seen in range(n):
-        take = rng.random() * (n - seen) < (k - chosen)
-        chosen += take
-        yield take
 
 
 @dataclass
@@ -275,6 +405,12 @@ class _Dataset:
     source: ShardSource | MimicitSource
     count: int
     num_samples: int
+    full_passes: int = 0
+    extra: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted positions
+
+    @property
+    def key(self) -> str:
+        return f"{self.group}.{self.name}"
 
 
 @dataclass
@@ -319,12 +455,13 @@ class MixStream(torch.utils.data.IterableDataset):
             else:
                 source = MimicitSource(ds, MEDIA_BY_GROUP[group])
             count = source.count()
-            wanted = count if ds.num_samples == -1 else ds.num_samples
+            wanted = resolved_count(count, ds.num_samples)
             if count == 0 and wanted > 0:
                 raise SyphusError(f"mix dataset {group}.{name}: no instructions to sample from")
-            self.datasets.append(_Dataset(group, name, source, count, wanted))
+            passes, extra = sample_positions(self.options.seed, name, count, ds.num_samples)
+            self.datasets.append(_Dataset(group, name, source, count, wanted, passes, extra))
         if self.epoch_size == 0:
-            raise SyphusError("the mix selects no samples (every dataset is empty or has num_samples: 0)")
+            raise SyphusError("the mix selects no samples (every dataset is empty)")
 
     @property
     def epoch_size(self) -> int:
@@ -336,26 +473,28 @@ class MixStream(torch.utils.data.IterableDataset):
         return sorted({d.group for d in self.datasets})
 
     # -- layer 1: the global record order --------------------------------------------------
-    def _sampled(self, index: int, rng: random.Random) -> Iterator[Record]:
+    def _sampled(self, index: int) -> Iterator[Record]:
+        """The dataset's sample in file order: every record ``full_passes`` times, then the
+        records at the ``extra`` positions (the plan ``syphus mix`` writes)."""
         d = self.datasets[index]
-        full, rest = divmod(d.num_samples, d.count) if d.count else (0, 0)
-        for _ in range(full):
+        for _ in range(d.full_passes):
             for r in d.source.records():
                 r.source = index
                 yield r
-        if rest:
-            for r, take in zip(d.source.records(), _select(d.count, rest, rng), strict=False):
-                if take:
+        if len(d.extra):
+            k = 0
+            for pos, r in enumerate(d.source.records()):
+                if pos == d.extra[k]:
                     r.source = index
                     yield r
+                    k += 1
+                    if k == len(d.extra):
+                        break
 
     def epoch_records(self, epoch: int) -> Iterator[Record]:
         """One epoch of records in the global order shared by all ranks."""
         rng = random.Random(f"syphus-mix:{self.options.seed}:{epoch}")
-        streams = [
-            self._sampled(i, random.Random(f"{self.options.seed}:{epoch}:{i}"))
-            for i in range(len(self.datasets))
-        ]
+        streams = [self._sampled(i) for i in range(len(self.datasets))]
         left = [d.num_samples for d in self.datasets]
         buffer: list[Record] = []
         size = max(1, self.options.shuffle_buffer)
@@ -407,15 +546,23 @@ class MixStream(torch.utils.data.IterableDataset):
     def make_batch(self, index: int, records: list[Record]) -> Batch:
         log = SkipLog()
         samples = []
+        per_dataset: dict[str, dict[str, int]] = {}
         for rec in records:
+            tally = per_dataset.setdefault(self.datasets[rec.source].key, {"drawn": 0})
+            tally["drawn"] += 1
+            before = dict(log.counts)
             s = self.encode(rec, log)
             if s is not None:
                 samples.append(s)
+            for reason, n in log.counts.items():
+                if n != before.get(reason, 0):
+                    tally[reason] = tally.get(reason, 0) + 1
         if not samples:
             ids = [self.special.bos_id if self.special.bos_id is not None else self.special.pad_id]
             samples = [EncodedSample(ids, [IGNORE_INDEX], None)]
         batch = collate(samples, self.special.pad_id)
         batch.index, batch.skipped, batch.warnings = index, log.counts, log.messages
+        batch.per_dataset = per_dataset
         return batch
 
     # -- one record -> one encoded sample --------------------------------------------------
@@ -494,6 +641,64 @@ class MixStream(torch.utils.data.IterableDataset):
             out[t, : len(s)] = pixels[pos : pos + len(s)]
             pos += len(s)
         return out
+
+
+class SkipGuard:
+    """Stops training when a dataset loses more than ``max_fraction`` of its samples.
+
+    While a run is in its first pass, a dataset fails as soon as its skips exceed the fraction
+    of what one epoch draws from it on this rank (from then on the epoch cannot end below
+    the limit), so a dataset whose every image is unreadable stops the run within a few
+    percent of its samples instead of "training" on nothing; later, the running share decides.
+    ``finish`` checks what the whole run drew, summed over ranks.
+    """
+
+    def __init__(self, datasets: list[_Dataset], max_fraction: float, world_size: int = 1):
+        self.max_fraction = max_fraction
+        self.keys = [d.key for d in datasets]
+        self.epoch_share = {d.key: d.num_samples / max(1, world_size) for d in datasets}
+        self.drawn = dict.fromkeys(self.keys, 0)
+        self.reasons: dict[str, dict[str, int]] = {k: {} for k in self.keys}
+        self.example: dict[str, str] = {}
+
+    def skipped(self, key: str) -> int:
+        return sum(self.reasons[key].values())
+
+    def add(self, batch: Batch) -> None:
+        for key, tally in batch.per_dataset.items():
+            self.drawn[key] += tally["drawn"]
+            for reason, n in tally.items():
+                if reason != "drawn":
+                    self.reasons[key][reason] = self.reasons[key].get(reason, 0) + n
+            if key not in self.example and len(tally) > 1:
+                self.example[key] = next((w for w in batch.warnings if w.startswith(key + " ")), "")
+            if self.skipped(key) > self.max_fraction * max(self.drawn[key], self.epoch_share[key]):
+                raise self._error(key, self.drawn[key], self.skipped(key), self.reasons[key])
+
+    def finish(self) -> None:
+        """The end-of-run check over every rank's counts (a collective when distributed)."""
+        reasons = sorted({r for k in self.keys for r in self.reasons[k]})
+        counts = torch.tensor(
+            [[self.drawn[k], *(self.reasons[k].get(r, 0) for r in reasons)] for k in self.keys],
+            dtype=torch.float64,
+        )
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+        for key, row in zip(self.keys, counts.tolist(), strict=True):
+            drawn, skipped = int(row[0]), int(sum(row[1:]))
+            if skipped > self.max_fraction * drawn:
+                by = {r: int(n) for r, n in zip(reasons, row[1:], strict=True) if n}
+                raise self._error(key, drawn, skipped, by)
+
+    def _error(self, key: str, drawn: int, skipped: int, reasons: dict[str, int]) -> SyphusError:
+        why = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
+        example = self.example.get(key, "")
+        return SyphusError(
+            f"mix dataset {key}: {skipped} of {drawn} samples skipped ({why}), more than "
+            f"max_skipped_fraction {self.max_fraction:g}"
+            + (f"; first: {example}" if example else "")
+            + "; fix the data or raise max_skipped_fraction in the training config"
+        )
 
 
 def resample_frames(n: int, k: int) -> list[int]:

@@ -319,7 +319,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
     import deepspeed
     import torch.distributed as dist
 
-    from trainer.data import MixStream, StreamOptions
+    from trainer.data import MixStream, SkipGuard, StreamOptions
 
     cfg = load_train_config(config_path)
     mix = load_mix(mix_path)
@@ -354,6 +354,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
         world_size=world,
     )
     steps = total_steps(cfg, data.epoch_size, world)
+    skip_guard = SkipGuard(data.datasets, cfg.max_skipped_fraction, world)
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_ratio * steps)
 
     on_gpu = torch.cuda.is_available()
@@ -409,6 +410,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
             torch.manual_seed(step_seed(cfg.seed, step, rank))
             for _ in range(cfg.grad_accum):
                 batch = next(batches)
+                skip_guard.add(batch)
                 for reason, n in batch.skipped.items():
                     skipped[reason] = skipped.get(reason, 0) + n
                 for msg in batch.warnings:
@@ -444,6 +446,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
             progress[0].stop()
     if skipped and rank == 0:
         print(f"warning: skipped {sum(skipped.values())} samples: {skipped}", file=sys.stderr)
+    skip_guard.finish()
     export_model(engine, tokenizer, image_processor, out / MODEL_DIR, cfg.zero_stage == 3, rank)
     if rank == 0:
         plot_loss(metrics_path, out / "loss.png")
