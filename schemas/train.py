@@ -5,7 +5,7 @@ Example::
     model:                      # OtterConfig fields for a fresh model
       name: tiny                # base: trainer/configs/tiny.json (or a JSON path)
       cross_attn_every_n_layers: 1
-    init_from: null             # or a saved Otter folder / an OpenFlamingo checkpoint
+    init_from: null             # or a model folder, an OpenFlamingo checkpoint.pt or an Otter HF folder
     train_lm: false
     train_vision: false
     batch_size: 4               # per device, per micro-step
@@ -43,7 +43,12 @@ class TrainConfig(BaseModel):
         default_factory=lambda: {"name": "tiny"},
         description="OtterConfig fields for a fresh model; `name` picks trainer/configs/NAME.json (or a JSON path) as the base",
     )
-    init_from: str | None = Field(None, description="a saved Otter folder or checkpoint to start from")
+    init_from: str | None = Field(
+        None,
+        description="start from a model folder written by syphus (train/convert), or import an OpenFlamingo v2 "
+        "checkpoint.pt or an Otter HF folder over the model that `model` describes (its lm and vision_encoder "
+        "must be the ones the checkpoint was trained with), as `syphus convert` does",
+    )
     train_lm: bool = False
     train_vision: bool = False
     lora: LoraSettings | None = None

@@ -171,3 +171,32 @@ def register(app: typer.Typer) -> None:
                 model, input, out, max_new_tokens, batch_size, progress=lambda n: p.advance(task, n)
             )
         typer.echo(f"wrote {done} answers to {out}")
+
+    @app.command("convert")
+    def convert_cmd(
+        checkpoint: Path = typer.Argument(
+            ..., help="OpenFlamingo v2 checkpoint.pt, or an Otter HF folder (luodian/OTTER-*)."
+        ),
+        lm: str = typer.Option(..., "--lm", help="The LM it was trained on: a local HF folder (or HF name)."),
+        vision_encoder: str = typer.Option(
+            ...,
+            "--vision-encoder",
+            help="The vision encoder it was trained on: open_clip:MODEL:WEIGHTS_FILE or hf-clip:FOLDER.",
+        ),
+        out: Path = typer.Option(..., "--out", help="New folder for the converted model."),
+        model: str | None = typer.Option(
+            None,
+            "--model",
+            help="Named config or OtterConfig JSON for what the weights do not show (heads, image size).",
+        ),
+    ) -> None:
+        """Convert an OpenFlamingo v2 or Otter checkpoint into a model folder for train (init_from), chat
+        and infer. Weights are read as tensors only; nothing in the file is executed."""
+        from trainer.checkpoints import convert_checkpoint
+
+        fields = {"lm": lm, "vision_encoder": vision_encoder, **({"name": model} if model else {})}
+        report = convert_checkpoint(checkpoint, fields, out)
+        kept = f", {len(report.missing)} taken from --lm/--vision-encoder" if report.missing else ""
+        typer.echo(
+            f"converted {checkpoint} ({report.layout} layout): {report.loaded} weights loaded{kept}; wrote {out}"
+        )

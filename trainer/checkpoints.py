@@ -17,11 +17,19 @@ unwrapped (``lang_model.*``) and the blocks in ``gated_cross_attn_layers.{k}``, 
 
 Embedding rows of the added special tokens are matched by token string, since the originals add
 them in a different order. Files are read without unpickling arbitrary objects.
+
+``import_checkpoint`` is what ``syphus convert`` and ``init_from`` run: it reads the checkpoint
+once, takes the architecture the weights show (cross-attention placement, perceiver depth,
+latents, frame and media embeddings, head width, feed-forward width), builds the model around
+the LM and vision encoder they were trained on, and loads the weights over it.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +46,8 @@ ADDED_TOKENS = {
 _WRAPPED = re.compile(r"^lang_encoder\.(.+)\.(\d+)\.(gated_cross_attn_layer|decoder_layer)\.(.+)$")
 _XATTN_LIST = re.compile(r"^lang_encoder\.gated_cross_attn_layers\.(\d+)\.(.+)$")
 _OLD_BLOCKS = re.compile(r"^lang_encoder\.old_decoder_blocks\.(\d+)\.(.+)$")
+# Buffers older transformers versions saved with the weights and newer ones rebuild themselves.
+_STALE_BUFFERS = (".position_ids", ".inv_freq", ".masked_bias", ".attn.bias")
 
 
 @dataclass
@@ -196,7 +206,7 @@ def _remap_rows(
 
 def load_flamingo_checkpoint(
     model,
-    path: str | Path,
+    path: str | Path | dict[str, torch.Tensor],
     *,
     layout: str | None = None,
     tokenizer=None,
@@ -206,9 +216,12 @@ def load_flamingo_checkpoint(
 
     Parts the checkpoint does not hold (an OpenFlamingo training checkpoint omits the frozen LM
     and vision encoder) keep the weights ``model`` already has; the perceiver and every
-    cross-attention block must be present. ``require_all`` demands every parameter.
+    cross-attention block must be present. ``require_all`` demands every parameter. ``path`` may
+    also be a state dict already read with ``read_state_dict``.
     """
-    state = read_state_dict(path)
+    state = path if isinstance(path, dict) else read_state_dict(path)
+    if isinstance(path, dict):
+        path = "checkpoint"
     layout = layout or detect_layout(state)
     mapped = map_checkpoint_keys(state, model, layout)
     own = dict(model.state_dict())
@@ -269,14 +282,181 @@ def _tied_duplicates(model, loaded: dict) -> set[str]:
     return out
 
 
+def _index_of(pattern: str, state: dict) -> list[int]:
+    rx = re.compile(pattern)
+    return sorted({int(m.group(1)) for k in state if (m := rx.match(k))})
+
+
+def _first(state: dict, *patterns: str) -> torch.Tensor | None:
+    for pat in patterns:
+        rx = re.compile(pat)
+        for k, v in state.items():
+            if rx.match(k):
+                return v
+    return None
+
+
+def infer_architecture(
+    state: dict[str, torch.Tensor], *, perceiver_heads: int = 8, xattn_heads: int = 8
+) -> dict:
+    """``OtterConfig`` fields that the weights determine. Head counts do not show in the shapes
+    (only heads x head width does): both originals use 8, the default here."""
+    layers = _index_of(r"^lang_encoder\..+\.(\d+)\.gated_cross_attn_layer\.", state) or _index_of(
+        r"^lang_encoder\.gated_cross_attn_layers\.(\d+)\.", state
+    )
+    if not layers:
+        raise SyphusError(
+            "checkpoint has no gated cross-attention weights: not an OpenFlamingo/Otter checkpoint"
+        )
+    every = layers[0] + 1
+    if layers != list(range(every - 1, layers[-1] + 1, every)):
+        raise SyphusError(
+            f"checkpoint has cross-attention before decoder layers {layers}: not every N-th layer"
+        )
+    out: dict = {"cross_attn_every_n_layers": every}
+    depth = _index_of(r"^perceiver\.layers\.(\d+)\.", state)
+    if depth:
+        out["perceiver_depth"] = depth[-1] + 1
+    for key, name, dims in (
+        ("perceiver.latents", "perceiver_num_latents", 0),
+        ("perceiver.frame_embs", "max_num_frames", 0),
+        ("perceiver.media_time_embs", "max_num_media", 0),
+    ):
+        if key in state:
+            out[name] = int(state[key].shape[dims])
+    q = _first(state, r"^perceiver\.layers\.0\.(0\.)?to_q\.weight$")
+    if q is not None:
+        out["perceiver_dim_head"] = _head_width(int(q.shape[0]), perceiver_heads, "perceiver")
+    q = _first(state, r"^lang_encoder\..*gated_cross_attn_layers?[.\d]*\.attn\.to_q\.weight$")
+    if q is not None:
+        out["xattn_dim_head"] = _head_width(int(q.shape[0]), xattn_heads, "cross-attention")
+    ff = _first(
+        state,
+        r"^perceiver\.layers\.0\.(1|feed_forward)\.1\.weight$",
+        r"^lang_encoder\..*gated_cross_attn_layers?[.\d]*\.(ff|feed_forward)\.1\.weight$",
+    )
+    if ff is not None and ff.shape[0] % ff.shape[1] == 0:
+        out["ff_mult"] = int(ff.shape[0] // ff.shape[1])
+    return out
+
+
+def _head_width(inner: int, heads: int, where: str) -> int:
+    if inner % heads:
+        raise SyphusError(
+            f"checkpoint {where} has {inner} attention features, not divisible by {heads} heads"
+        )
+    return inner // heads
+
+
+def checkpoint_config(fields: dict, state: dict[str, torch.Tensor], where: str = "checkpoint"):
+    """The ``OtterConfig`` for importing ``state``: a named or JSON base (``name``), the
+    architecture the weights show, then the fields given explicitly (``lm``, ``vision_encoder``)."""
+    from trainer.modeling_otter import OtterConfig
+
+    fields = dict(fields)
+    name = fields.pop("name", None)
+    try:
+        base = OtterConfig.from_named(name) if name else OtterConfig()
+        heads = {
+            "perceiver_heads": int(fields.get("perceiver_heads", base.perceiver_heads)),
+            "xattn_heads": int(fields.get("xattn_heads", base.xattn_heads)),
+        }
+        try:
+            shown = infer_architecture(state, **heads)
+        except SyphusError as e:
+            raise SyphusError(f"{where}: {e}") from e
+        merged = {**shown, **fields}
+        return OtterConfig.from_named(name, **merged) if name else OtterConfig(**merged)
+    except TypeError as e:
+        raise SyphusError(f"model settings for {where}: {e}") from e
+
+
+def is_saved_otter(path: str | Path) -> bool:
+    """A folder written by ``save_otter`` (this project's model type in its config.json)."""
+    from trainer.modeling_otter import OtterConfig
+
+    cfg = Path(path) / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == OtterConfig.model_type
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def import_checkpoint(source: str | Path, fields, *, layout: str | None = None):
+    """Build an Otter around the LM and vision encoder named in ``fields`` (a dict of
+    ``OtterConfig`` fields, or an ``OtterConfig``) and load an OpenFlamingo v2 ``checkpoint.pt`` or
+    an Otter HF folder over it. Returns (model, tokenizer, image_processor, LoadReport).
+
+    Weights the checkpoint lacks (an OpenFlamingo training checkpoint holds only the trained parts)
+    keep those of the given LM and vision encoder; a checkpoint weight the model has no place
+    for is an error, except buffers older library versions saved (``position_ids``, ...).
+    """
+    from trainer.modeling_otter import OtterConfig, build_otter
+
+    source = Path(source)
+    if not source.exists():
+        raise SyphusError(f"{source}: checkpoint not found")
+    if is_saved_otter(source):
+        raise SyphusError(f"{source}: already a model folder written by syphus; use it as it is")
+    state = read_state_dict(source)
+    try:
+        layout = layout or detect_layout(state)
+    except SyphusError as e:
+        raise SyphusError(f"{source}: {e}") from e
+    config = fields if isinstance(fields, OtterConfig) else checkpoint_config(fields, state, str(source))
+    model, tokenizer, processor = build_otter(config)
+    hint = "are the LM and vision encoder the ones this checkpoint was trained with?"
+    try:
+        report = load_flamingo_checkpoint(model, state, layout=layout, tokenizer=tokenizer)
+    except SyphusError as e:
+        raise SyphusError(f"{source}: {str(e).removeprefix('checkpoint: ')}", hint=hint) from e
+    report.unexpected = [n for n in report.unexpected if not n.endswith(_STALE_BUFFERS)]
+    if report.unexpected:
+        raise SyphusError(
+            f"{source}: {len(report.unexpected)} checkpoint weights have no place in the model, "
+            f"e.g. '{report.unexpected[0]}'",
+            hint=hint,
+        )
+    return model, tokenizer, processor, report
+
+
+def init_model(init_from: str | Path, fields: dict):
+    """``init_from`` of the training config: a folder written by ``save_otter`` loads as it is;
+    an OpenFlamingo ``checkpoint.pt`` or an Otter HF folder is imported over the model that
+    ``fields`` (the config's ``model`` section: its ``lm`` and ``vision_encoder``) describes."""
+    from trainer.modeling_otter import load_otter
+
+    path = Path(init_from)
+    if not path.exists():
+        raise SyphusError(f"training config field 'init_from': {path} not found")
+    if is_saved_otter(path):
+        return load_otter(path)
+    model, tokenizer, processor, _ = import_checkpoint(path, fields)
+    return model, tokenizer, processor
+
+
 def convert_checkpoint(
     source: str | Path, config, out: str | Path, *, layout: str | None = None
 ) -> LoadReport:
-    """Build an Otter from ``config`` (its pretrained LM and vision encoder), load an OpenFlamingo v2
-    or Otter checkpoint over it, and save the result as one ``save_otter`` folder at ``out``."""
-    from trainer.modeling_otter import build_otter, save_otter
+    """Import an OpenFlamingo v2 or Otter checkpoint (see ``import_checkpoint``; ``config`` is an
+    ``OtterConfig`` or a dict of its fields) and save it as one new ``save_otter`` folder at
+    ``out``. The folder appears whole or not at all; an existing ``out`` is never touched."""
+    from trainer.modeling_otter import save_otter
 
-    model, tokenizer, processor = build_otter(config)
-    report = load_flamingo_checkpoint(model, source, layout=layout, tokenizer=tokenizer)
-    save_otter(out, model, tokenizer, processor)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SyphusError(f"{out}: already exists; give --out a new folder")
+    model, tokenizer, processor, report = import_checkpoint(source, config, layout=layout)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_otter(tmp, model, tokenizer, processor)
+        if out.exists():
+            out.rmdir()  # the empty folder checked above
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return report

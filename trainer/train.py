@@ -138,10 +138,11 @@ def init_distributed() -> tuple[int, int, int]:
 
 def build_model(cfg: TrainConfig):
     """(model, tokenizer, image_processor) from ``init_from`` or a fresh ``OtterConfig``."""
-    from trainer.modeling_otter import OtterConfig, build_otter, load_otter
+    from trainer.checkpoints import init_model
+    from trainer.modeling_otter import OtterConfig, build_otter
 
     if cfg.init_from:
-        model, tokenizer, image_processor = load_otter(cfg.init_from)
+        model, tokenizer, image_processor = init_model(cfg.init_from, cfg.model)
     else:
         fields = dict(cfg.model)
         name = fields.pop("name", None)

@@ -29,8 +29,9 @@ TEXT = [
 ]
 
 
-def reference_flamingo(vision_encoder, vis_dim, tokenizer, every, max_num_frames=None, seed=0):
-    """OpenFlamingo's own Flamingo class around a tiny LLaMA, with random non-zero gates."""
+def reference_flamingo(vision_encoder, vis_dim, tokenizer, every, max_num_frames=None, seed=0, lm=None):
+    """OpenFlamingo's own Flamingo class around a tiny LLaMA (``lm``, or a random one), with random
+    non-zero gates."""
     from open_flamingo import Flamingo
     from open_flamingo.src.flamingo_lm import FlamingoLMMixin
     from open_flamingo.src.helpers import PerceiverResampler
@@ -40,7 +41,8 @@ def reference_flamingo(vision_encoder, vis_dim, tokenizer, every, max_num_frames
     from trainer.model.language import tiny_lm_config
 
     torch.manual_seed(seed)
-    lm = AutoModelForCausalLM.from_config(tiny_lm_config("tiny-llama", 488, LM_SIZES))
+    if lm is None:
+        lm = AutoModelForCausalLM.from_config(tiny_lm_config("tiny-llama", 488, LM_SIZES))
     extend_instance(lm, FlamingoLMMixin)
     lm.set_decoder_layers_attr_name("model.layers")
     lm.resize_token_embeddings(len(tokenizer))
@@ -79,12 +81,14 @@ def batch(tokenizer, images=2, seed=1):
     return torch.randn(2, images, 1, 3, 32, 32, generator=g), enc.input_ids, enc.attention_mask
 
 
-def max_diff(ref, ours, vision_x, ids, mask):
+def max_diff(ref, ours, vision_x, ids, mask, columns=None):
+    """Largest logit difference over real tokens (and the first ``columns`` vocabulary entries)."""
     with torch.no_grad():
         a = ref(vision_x, ids, attention_mask=mask).logits
         b = ours(vision_x=vision_x, lang_x=ids, attention_mask=mask).logits
     real = mask.bool()
-    return (a[real] - b[real][:, : a.shape[-1]]).abs().max().item()
+    columns = columns or a.shape[-1]
+    return (a[real][:, :columns] - b[real][:, :columns]).abs().max().item()
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +151,7 @@ def test_openflamingo_checkpoint_parity(tiny_open_clip, tmp_path):
     assert max_diff(ref, converted.eval(), vision_x, ids, mask) <= 1e-4
 
 
-def test_otter_hf_checkpoint_parity(tmp_path):
+def test_otter_hf_checkpoint_parity(tmp_path, capsys):
     """An Otter-layout folder (HF CLIP vision tower, feed_forward naming, frame embeddings, sharded
     safetensors) against the same computation run by OpenFlamingo's classes."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
@@ -216,6 +220,18 @@ def test_otter_hf_checkpoint_parity(tmp_path):
         otter_state["lang_encoder.model.embed_tokens.weight"][-1],
     )
 
+    # The same folder through the CLI: frame embeddings and cross-attention placement come from
+    # the weights, the tiny LM's sizes from a model JSON (a real run names the LM's folder).
+    (tmp_path / "tiny.json").write_text(json.dumps({"lm": "tiny-llama", "tiny_lm": LM_SIZES}))
+    argv = ["convert", str(folder), "--lm", "tiny-llama", "--vision-encoder", f"hf-clip:{clip_dir}"]
+    code, out, err = _run_cli(
+        [*argv, "--model", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "c")], capsys
+    )
+    assert code == 0 and "otter layout" in out, err
+    converted, _, _ = load_otter(tmp_path / "c")
+    assert converted.config.max_num_frames == 4
+    assert max_diff(ref, converted.eval(), vision_x, ids, mask) <= 1e-4
+
 
 def test_key_mapping_names():
     class Fake:
@@ -260,3 +276,96 @@ def test_checkpoints_load_without_unpickling_objects(tmp_path):
         read_state_dict(path)
     with pytest.raises(SyphusError, match="not found"):
         read_state_dict(tmp_path / "missing.pt")
+
+
+def _run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from syphus.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_syphus_convert_and_init_from_take_openflamingos_training_checkpoint(
+    tiny_open_clip, tmp_path, capsys
+):
+    """The checkpoint.pt OpenFlamingo saves (trained parts only) + the LM folder and the open_clip
+    weights file it was trained on -> a model folder with the original's logits; init_from in a
+    training config takes the same checkpoint."""
+    from transformers import AutoModelForCausalLM
+
+    from schemas.train import TrainConfig
+    from trainer.model.language import build_tiny_tokenizer, tiny_lm_config
+    from trainer.train import build_model
+
+    torch.manual_seed(3)
+    lm_dir = tmp_path / "tiny-llama"
+    AutoModelForCausalLM.from_config(tiny_lm_config("tiny-llama", 488, LM_SIZES)).save_pretrained(lm_dir)
+    build_tiny_tokenizer().save_pretrained(lm_dir)
+    clip = open_clip.create_model(tiny_open_clip)
+    clip.visual.output_tokens = True
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(tmp_path / "clip.safetensors"))
+    tok = of_tokenizer()
+    ref = reference_flamingo(clip, 48, tok, every=2, lm=AutoModelForCausalLM.from_pretrained(lm_dir))
+    trainable = {
+        f"module.{k}": v
+        for k, v in ref.state_dict().items()
+        if k.startswith("perceiver.") or ".gated_cross_attn_layer." in k or "embed_tokens" in k
+    }
+    torch.save({"model_state_dict": trainable, "epoch": 2}, tmp_path / "checkpoint.pt")
+    vision = f"open_clip:{tiny_open_clip}:{tmp_path / 'clip.safetensors'}"
+
+    argv = ["convert", str(tmp_path / "checkpoint.pt"), "--lm", str(lm_dir), "--vision-encoder", vision]
+    code, out, err = _run_cli([*argv, "--out", str(tmp_path / "converted")], capsys)
+    assert code == 0, err
+    assert "openflamingo layout" in out and "taken from --lm/--vision-encoder" in out
+    converted, _, _ = load_otter(tmp_path / "converted")
+    assert converted.config.cross_attn_every_n_layers == 2  # read from the weights
+    vision_x, ids, mask = batch(tok)
+    # This LM's output embeddings are untied and OpenFlamingo does not train them, so the
+    # checkpoint has no output rows for its added tokens: compare the base vocabulary.
+    base = converted.config.base_vocab_size
+    assert max_diff(ref, converted.eval(), vision_x, ids, mask, base) <= 1e-4
+
+    cfg = TrainConfig(
+        max_steps=1,
+        init_from=str(tmp_path / "checkpoint.pt"),
+        model={"lm": str(lm_dir), "vision_encoder": vision},
+    )
+    model, _, _ = build_model(cfg)
+    assert max_diff(ref, model.eval(), vision_x, ids, mask, base) <= 1e-4
+    model, _, _ = build_model(TrainConfig(max_steps=1, init_from=str(tmp_path / "converted")))
+    assert max_diff(ref, model.eval(), vision_x, ids, mask, base) <= 1e-4
+
+    # An existing --out is left alone; a pickle that needs more than tensors is refused unread;
+    # the wrong LM is named as the likely cause.
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep")
+    code, _, err = _run_cli([*argv, "--out", str(tmp_path / "taken")], capsys)
+    assert code == 1 and "already exists" in err and (tmp_path / "taken" / "mine.txt").read_text() == "keep"
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"perceiver.latents": Payload()}, f)
+    code, out, err = _run_cli(
+        [
+            "convert",
+            str(tmp_path / "evil.pt"),
+            "--lm",
+            str(lm_dir),
+            "--vision-encoder",
+            vision,
+            "--out",
+            str(tmp_path / "e"),
+        ],
+        capsys,
+    )
+    assert code == 1 and "weights-only" in err and len(err.strip().splitlines()) == 1
+    assert "must never run" not in out + err and not (tmp_path / "e").exists()
+    code, _, err = _run_cli([*argv[:3], "tiny-gpt2", *argv[4:], "--out", str(tmp_path / "g")], capsys)
+    assert (
+        code == 1 and "checkpoint.pt" in err and "trained with" in err and len(err.strip().splitlines()) == 1
+    )
+    assert not (tmp_path / "g").exists() and not list(tmp_path.glob(".g.*"))
