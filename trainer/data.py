@@ -413,12 +413,17 @@ class _Dataset:
         return f"{self.group}.{self.name}"
 
 
+# Why a sample can be skipped (``SkipLog`` reasons); fixed, so ranks can sum their counts.
+SKIP_REASONS = ("missing_instruction", "too_long", "missing_image", "corrupt_image")
+
+
 @dataclass
 class SkipLog:
     counts: dict[str, int] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
 
     def add(self, reason: str, message: str) -> None:
+        assert reason in SKIP_REASONS, reason
         self.counts[reason] = self.counts.get(reason, 0) + 1
         self.messages.append(message)
 
@@ -677,7 +682,7 @@ class SkipGuard:
 
     def finish(self) -> None:
         """The end-of-run check over every rank's counts (a collective when distributed)."""
-        reasons = sorted({r for k in self.keys for r in self.reasons[k]})
+        reasons = SKIP_REASONS
         counts = torch.tensor(
             [[self.drawn[k], *(self.reasons[k].get(r, 0) for r in reasons)] for k in self.keys],
             dtype=torch.float64,

@@ -251,3 +251,20 @@ def test_skip_guard_allows_a_small_share_and_stops_above_it(tmp_path, proc):
     guard.add(s.make_batch(0, bad_first))
     with pytest.raises(SyphusError, match="3 of 4 samples skipped"):
         guard.finish()
+
+
+def test_otters_url_safe_base64_parquet_decodes(tmp_path, proc):
+    """Otter reads its image parquets with base64.urlsafe_b64decode; such files must not turn
+    into 'corrupt_image' skips here."""
+    import pandas as pd
+
+    images, _ = _la(tmp_path, 6)
+    encoded = {k: base64.urlsafe_b64encode(v).decode() for k, v in images.items()}
+    assert any(("-" in v or "_" in v) for v in encoded.values())
+    pd.DataFrame({"base64": list(encoded.values())}, index=list(encoded)).to_parquet(tmp_path / "LA.parquet")
+    (tmp_path / "mix.yaml").write_text(
+        "IMAGE_TEXT:\n  LA: {mimicit_path: LA_instructions.json, images_path: LA.parquet}\n"
+    )
+    stream = _stream(tmp_path / "mix.yaml", proc, seed=1)
+    batch = stream.make_batch(0, list(stream.epoch_records(0)))
+    assert batch.skipped == {} and batch.n_samples == 6
