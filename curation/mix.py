@@ -37,6 +37,7 @@ class PlanEntry:
     num_samples: int  # resolved count (never -1 or 0 unless the dataset is empty)
     full_passes: int
     extra: list[str] = field(default_factory=list)  # ids drawn once more after the full passes
+    unknown: int = 0  # train-config ids absent from the instructions: skipped when drawn
     share_of_group: float = 0.0
     share_of_total: float = 0.0
 
@@ -54,7 +55,8 @@ class MixPlan:
         return json.dumps(asdict(self), indent=1, ensure_ascii=False)
 
 
-def _mimicit_ids(path: Path, train_config: Path | None, where: str) -> list[str]:
+def _mimicit_ids(path: Path, train_config: Path | None, where: str) -> tuple[list[str], int]:
+    """(the ids the dataset offers, how many of them the instructions file lacks)."""
     from curation.jsonfiles import read_json
 
     if not path.is_file():
@@ -67,7 +69,8 @@ def _mimicit_ids(path: Path, train_config: Path | None, where: str) -> list[str]
         train = read_json(train_config, what="MIMIC-IT train config")
         if not isinstance(train, dict):
             raise SyphusError(f"{train_config}: expected {{instruction id: [related ids]}}")
-    return mimicit_order(list(data["data"]), train)
+    ids = mimicit_order(list(data["data"]), train)
+    return ids, sum(1 for i in ids if i not in data["data"])
 
 
 def mimicit_order(instruction_ids: list[str], train_config: dict | None) -> list[str]:
@@ -137,12 +140,13 @@ def resolve_mix(mix: MixConfig, *, seed: int = 0, mix_file: str = "") -> MixPlan
                 raise SyphusError(f"{where}: {key} {p} not found")
         if ds.mimicit_path is not None:
             train = Path(ds.train_config_path) if ds.train_config_path else None
-            ids = _mimicit_ids(Path(ds.mimicit_path), train, where)
+            ids, unknown = _mimicit_ids(Path(ds.mimicit_path), train, where)
             avail, src, path = len(ids), "mimicit", ds.mimicit_path
             passes, extra = sample_positions(seed, name, avail, ds.num_samples)
             extra_ids = [ids[i] for i in extra]
         else:
             avail, parts = _shard_rows(Path(ds.shards_path), ds, where)
+            unknown = 0
             src, path = "shards", ds.shards_path
             passes, extra = sample_positions(seed, name, avail, ds.num_samples)
             extra_ids = _ids_at(parts, extra)
@@ -160,6 +164,7 @@ def resolve_mix(mix: MixConfig, *, seed: int = 0, mix_file: str = "") -> MixPlan
                 resolved_count(avail, ds.num_samples),
                 passes,
                 extra_ids,
+                unknown,
             )
         )
     groups: dict[str, int] = {}

@@ -330,6 +330,12 @@ def mix(
         )
     con = Console()
     con.print(t)
+    for e in plan.datasets:
+        if e.unknown:
+            con.print(
+                f"warning: {e.group}.{e.name}: {e.unknown:,} of {e.available:,} ids in {e.train_config_path} "
+                "are not in the instructions file; training skips them (see max_skipped_fraction)"
+            )
     groups = (
         ", ".join(f"{g} {n:,} ({n / plan.total:.1%})" for g, n in plan.groups.items())
         if plan.total

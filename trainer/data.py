@@ -181,7 +181,7 @@ class _JsonImages:
             pos = q + 1
 
     def _index(self, m: mmap.mmap) -> None:
-        pos = self._skip_space(m, 0)
+        pos = self._skip_space(m, 3 if m[:3] == b"\xef\xbb\xbf" else 0)  # a UTF-8 byte order mark
         if m[pos : pos + 1] != b"{":
             raise self._fail(m, pos, "does not start with '{'")
         pos = self._skip_space(m, pos + 1)

@@ -61,8 +61,8 @@ def _shards(root: Path, n: int, tasks: list[str]) -> list[str]:
 
 def test_syphus_mix_plan_is_exactly_what_the_trainer_draws(tmp_path, capsys, proc):
     _, records = _la(tmp_path, 30)
-    # A train config offers a subset (Otter samples from its keys), one of them with context.
-    train_ids = sorted(records)[:20]
+    # A train config offers a subset (Otter samples from its keys), one id unknown to the instructions.
+    train_ids = [*sorted(records)[:19], "LA_INS_999"]
     (tmp_path / "LA_train.json").write_text(json.dumps({k: [] for k in train_ids}))
     shard_ids = _shards(tmp_path / "ours", 23, ["CGD", "SD"])
     (tmp_path / "mix.yaml").write_text(
@@ -76,7 +76,9 @@ def test_syphus_mix_plan_is_exactly_what_the_trainer_draws(tmp_path, capsys, pro
         ["mix", str(tmp_path / "mix.yaml"), "--seed", "7", "--out", str(tmp_path / "plan.json")], capsys
     )
     assert code == 0, err
+    assert "IMAGE_TEXT.LA: 1 of 20 ids" in out and "not in the instructions file" in out
     plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["datasets"][0]["unknown"] == 1
     cgd = [i for k, i in enumerate(shard_ids) if k % 2 == 0]
     offered = {"LA": train_ids, "UP": cgd, "DOWN": shard_ids}
     planned: Counter = Counter()
@@ -141,7 +143,7 @@ def _legacy_images_json(path: Path, images: dict[str, bytes], *, garbage: bool =
     first = next(iter(values))
     escaped = base64.b64encode(images[first]).decode().replace("/", "\\/")
     text = text.replace(json.dumps(values[first]), f'"{escaped}"', 1)
-    path.write_text(text)
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # with a byte order mark, as Windows tools write
 
 
 def test_legacy_images_json_is_indexed_in_place(tmp_path, proc):
