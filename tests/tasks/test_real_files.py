@@ -22,6 +22,7 @@ REAL = Path(__file__).resolve().parents[1] / "data" / "real"
 SD_VAL = REAL / "spot_the_diff" / "val.json"
 COCO = [REAL / "coco" / "captions_val2017.json", REAL / "coco" / "instances_val2017.json"]
 ANET = REAL / "activitynet_captions" / "val_1.json"
+ANET_TRAIN = REAL / "activitynet_captions" / "train.json"
 TVC_SAMPLE = REAL / "tvc" / "sample_val_predictions.jsonl"
 TVC_RELEASE = REAL / "tvc" / "tvc_val_release.jsonl"
 TVQA_SUBS = REAL / "tvc" / "tvqa_preprocessed_subtitles.jsonl"
@@ -160,6 +161,16 @@ def test_dc_reads_real_val_1_with_padded_sentences_and_integer_timestamps():
     assert all(e.text == e.text.strip() for a in anns for e in a.data.events)
     assert anns[0].data.events[1].text.startswith("The coach helps")
     assert len(anns[0].image_ids) == 8
+
+
+def test_dc_reads_real_train_json_whose_two_reversed_events_used_to_stop_the_file(tmp_path):
+    anns = {a.id: a for a in read("DC", [ANET_TRAIN])}
+    assert len(anns) == 5
+    events = anns["v_0bosp4-pyTM"].data.events
+    assert len(events) == 10  # every sentence kept
+    assert all(e.start <= e.end for a in anns.values() for e in a.data.events)
+    assert (60.71, 61.29) in [(e.start, e.end) for e in events]  # given as [61.29, 60.71]
+    assert dry_run("DC", [ANET_TRAIN, ANET], tmp_path)["requests"] == "7"
 
 
 def test_dc_generate_export_and_report_on_real_val_1(tmp_path, llm_server):
