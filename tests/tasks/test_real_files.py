@@ -352,6 +352,28 @@ def test_mix_resolves_otters_demo_data_yaml_unchanged(tmp_path):
     assert plan["total"] == 2 * 5 + 9 * 20000
 
 
+def test_mix_accepts_the_task_description_key_otters_loader_reads(tmp_path):
+    # Otter's pipeline/mimicit_utils/mimicit_dataset.py reads mimicit_path, images_path,
+    # train_config_path, num_samples and task_description from each dataset of the YAML
+    for name in ("SD_instructions.json", "SD.parquet", "SD_train.json"):
+        shutil.copyfile(MIMICIT / name, tmp_path / name)
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(
+        "IMAGE_TEXT_IN_CONTEXT:\n"
+        "  SD:\n"
+        "    mimicit_path: SD_instructions.json\n"
+        "    images_path: SD.parquet\n"
+        "    train_config_path: SD_train.json\n"
+        "    num_samples: 3\n"
+        '    task_description: "Spot the difference between two surveillance frames."\n',
+        encoding="utf-8",
+    )
+    r = cli("mix", mix, "--out", tmp_path / "plan.json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))
+    assert [(d["name"], d["num_samples"]) for d in plan["datasets"]] == [("SD", 3)]
+
+
 @pytest.fixture
 def llm_server():
     from syphus.testing.openai_server import OpenAIServer, ServerConfig
