@@ -283,7 +283,7 @@ def _given_images() -> dict[str, bytes]:
     return {iid: base64.b64decode(b64) for iid, b64 in given.items()}
 
 
-def test_import_mimicit_legacy_images_json_keeps_the_original_bytes(tmp_path):
+def test_import_mimicit_legacy_images_json_keeps_the_original_bytes_for_shards(tmp_path):
     from curation.store import Corpus
 
     corpus = tmp_path / "c"
@@ -294,6 +294,11 @@ def test_import_mimicit_legacy_images_json_keeps_the_original_bytes(tmp_path):
     assert (s["instructions added"], s["images added"].split()[0]) == ("5", "4")
     with Corpus(corpus) as c:
         assert {iid: c.get_image(iid) for iid in _given_images()} == _given_images()
+    # training shards: every pair with both of its images, none skipped
+    r = cli("export", "shards", "--corpus", corpus, "--out", tmp_path / "shards")
+    assert r.returncode == 0, r.stderr
+    s = table(r.stdout)
+    assert (s["pairs"], s["images"], s["skipped (missing images)"]) == ("5", "4", "0")
 
 
 def test_import_mimicit_parquet_then_export_and_report(tmp_path):
