@@ -44,6 +44,7 @@ class MixDataset(BaseModel):
     mimicit_path: str | None = None
     images_path: str | None = None
     train_config_path: str | None = None
+    task_description: str | None = None  # Otter's loader reads it per dataset; kept, not used
     shards_path: str | None = None
     tasks: list[str] | None = None
     langs: list[str] | None = None

@@ -2,7 +2,8 @@
 
 Input: ActivityNet Captions files as distributed (``train.json``, ``val_1.json``,
 ``val_2.json``): one JSON object ``{video_id: {"duration": s, "timestamps": [[start, end],
-...], "sentences": [...]}}``; timestamps and sentences are parallel lists.
+...], "sentences": [...]}}``; timestamps and sentences are parallel lists. A pair given as
+``[end, start]`` (the official ``train.json`` has two) is read as the span it covers.
 
 Image ids: the video is fed as ``frames`` evenly spaced frames: ``image_id_pattern``
 formatted with ``video_id`` and ``frame`` (0 .. frames-1); default ``DC_IMG_{video_id}_{frame}``.
@@ -38,7 +39,8 @@ class DCTask(BaseTask):
                 v = validate(ActivityNetVideo, raw, f"{path}: video '{video_id}'")
                 events = sorted(
                     (
-                        TimedEvent(start=ts[0], end=ts[1], text=" ".join(s.split()))
+                        # a reversed pair (two in the official train.json) is the same span
+                        TimedEvent(start=min(ts), end=max(ts), text=" ".join(s.split()))
                         for ts, s in zip(v.timestamps, v.sentences, strict=True)
                         if s.strip()
                     ),
