@@ -29,8 +29,10 @@ from schemas.errors import SyphusError
 from schemas.mix import load_mix
 from schemas.train import TrainConfig, load_train_config
 from trainer.collate import Batch
+from trainer.lifeline import exit_with_launcher
 from trainer.net import free_port
 from trainer.prompting import IGNORE_INDEX, SpecialTokens
+from trainer.runlock import hold_run_lock
 
 CHECKPOINTS = "checkpoints"
 MODEL_DIR = "model"
@@ -324,7 +326,10 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
     cfg = load_train_config(config_path)
     mix = load_mix(mix_path)
     out = Path(out)
+    launcher = exit_with_launcher()  # a kill -9 of `syphus train` takes this process with it
     rank, local_rank, world = init_distributed()
+    # One trainer per folder: rank 0 holds the lock until the run is written (or it dies).
+    run_lock = hold_run_lock(out, launcher) if rank == 0 else None
     if rank == 0:
         _check_run_dir(out, cfg, Path(mix_path).read_text(encoding="utf-8"))
     dist.barrier()
@@ -453,6 +458,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
             wandb_run.finish()
         last["skipped"] = skipped
         (out / "summary.json").write_text(json.dumps(last, indent=2))
+        run_lock.close()
     return last
 
 
