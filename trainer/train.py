@@ -207,6 +207,7 @@ class StepRunner:
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
         self.clip = cfg.clip_grad if clips_itself(cfg, precision) else 0.0
         self.params = [p for p in engine.module.parameters() if p.requires_grad]
+        self.world_size = world_size
         if cfg.zero_stage == 0 and world_size == 1:
             engine.enable_backward_allreduce = False
 
@@ -214,11 +215,27 @@ class StepRunner:
         """Returns (loss, per-sample loss sums, per-sample supervised counts)."""
         engine = self.engine
         loss, sums, counts = forward_batch(engine, batch, self.dtype)
-        engine.backward(loss)
+        engine.backward(self.global_mean(loss, counts))
         if self.clip and engine.is_gradient_accumulation_boundary():
             torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         engine.step()
         return loss, sums, counts
+
+    def global_mean(self, loss: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the mean over every supervised token of the global micro-batch.
+
+        DeepSpeed averages gradients over ranks; scaling each rank's mean by its share of the
+        tokens makes that average the gradient one process would get from the whole batch,
+        however unevenly the answers' tokens fall across ranks.
+        """
+        if self.world_size == 1:
+            return loss
+        import torch.distributed as dist
+
+        mine = counts.sum()
+        total = mine.detach().clone()
+        dist.all_reduce(total)
+        return loss * (mine.clamp(min=1) * self.world_size / total.clamp(min=1))
 
 
 def gathered_state_dict(module: torch.nn.Module, zero3: bool, rank: int) -> dict[str, torch.Tensor]:
