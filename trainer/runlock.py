@@ -20,6 +20,11 @@ from schemas.errors import SyphusError
 LOCK_NAME = ".lock"
 
 
+def _not_a_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise SyphusError(f"{out}: is a file, not a run folder; give --out a folder")
+
+
 def _busy_message(out: Path, holder: dict) -> str:
     pid = holder.get("pid", "unknown")
     host = holder.get("host")
@@ -58,6 +63,7 @@ def hold_run_lock(out: Path, launcher_pid: int | None = None):
 
     Raises SyphusError naming the folder and the holder's pid when another trainer has it.
     """
+    _not_a_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_NAME
     f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the trainer's lifetime
@@ -78,6 +84,7 @@ def hold_run_lock(out: Path, launcher_pid: int | None = None):
 def check_run_unlocked(out: Path) -> None:
     """Raise the same one-line error as ``hold_run_lock`` if a trainer holds ``out`` now;
     takes nothing and creates nothing."""
+    _not_a_folder(out)
     path = out / LOCK_NAME
     try:
         # read-write: an exclusive lock on NFS (emulated with fcntl locks) needs write access

@@ -91,3 +91,10 @@ def test_a_held_run_folder_is_refused_in_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1, err
     assert str(tmp_path / "o") in err and f"pid {os.getpid()}" in err and "4321" in err
     assert not (tmp_path / "o" / "train_config.json").exists()  # nothing was started
+
+
+def test_out_that_is_a_file_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "o").write_text("my notes\n")
+    code, _, err = run_cli(_train_args(tmp_path, "--cpu"), capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "is a file" in err, err
+    assert (tmp_path / "o").read_text() == "my notes\n"
