@@ -32,8 +32,8 @@ seed: 3
 """
 
 
-def _cli_train(mix: Path, cfg: Path, out: Path, *extra: str, **kw) -> list[str]:
-    cmd = ["train", "--mix", str(mix), "--config", str(cfg), "--out", str(out), "--cpu", *extra]
+def _cli_train(mix: Path, cfg: Path, out: Path) -> list[str]:
+    cmd = ["train", "--mix", str(mix), "--config", str(cfg), "--out", str(out), "--cpu"]
     return [sys.executable, "-m", "syphus.cli", *cmd]
 
 
