@@ -24,18 +24,21 @@ def launch_command(
     master_port: int | None,
     on_gpu: bool,
 ) -> tuple[list[str], dict[str, str]]:
-    """The ``deepspeed`` launcher command line and environment for this machine."""
+    """The ``deepspeed`` launcher command line, and the environment variables it needs set."""
     exe = Path(sys.executable).with_name("deepspeed")
     cmd = [str(exe) if exe.exists() else "deepspeed"]
-    env = dict(os.environ)
+    env: dict[str, str] = {}
     if hostfile is not None:
         cmd += ["--hostfile", str(hostfile)]
     if num_nodes is not None:
         cmd += ["--num_nodes", str(num_nodes)]
     if not on_gpu:
-        # DeepSpeed's CPU accelerator: one process (world size 1), fp32.
+        # DeepSpeed's CPU accelerator counts NUMA nodes as devices: ask for the ranks explicitly
+        # (one unless --num-gpus says more), each with its share of the cores.
         env["DS_ACCELERATOR"] = "cpu"
-        num_gpus = 1
+        num_gpus = num_gpus or 1
+        if "OMP_NUM_THREADS" not in os.environ:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // num_gpus))
     if num_gpus is not None:
         cmd += ["--num_gpus", str(num_gpus)]
     cmd += ["--master_port", str(master_port or free_port())]
@@ -54,7 +57,12 @@ def register(app: typer.Typer) -> None:
         hostfile: Path | None = typer.Option(
             None, "--hostfile", help="DeepSpeed hostfile for several nodes."
         ),
-        num_gpus: int | None = typer.Option(None, "--num-gpus", help="GPUs per node (default: all visible)."),
+        num_gpus: int | None = typer.Option(
+            None,
+            "--num-gpus",
+            min=1,
+            help="GPUs per node (default: all visible); on CPU, training processes (default 1).",
+        ),
         num_nodes: int | None = typer.Option(
             None, "--num-nodes", help="Use the first N hosts of the hostfile."
         ),
@@ -82,6 +90,12 @@ def register(app: typer.Typer) -> None:
             import torch
 
             on_gpu = torch.cuda.is_available() or hostfile is not None
+            visible = torch.cuda.device_count()
+            if hostfile is None and on_gpu and num_gpus is not None and num_gpus > visible:
+                raise SyphusError(
+                    f"--num-gpus {num_gpus}: this machine has {visible} visible GPU(s); "
+                    "ask for fewer, or add --cpu to train with that many CPU processes"
+                )
         cmd, env = launch_command(
             mix.resolve(),
             config.resolve(),
@@ -93,11 +107,18 @@ def register(app: typer.Typer) -> None:
             on_gpu=on_gpu,
         )
         if print_only:
-            prefix = "DS_ACCELERATOR=cpu " if env.get("DS_ACCELERATOR") == "cpu" else ""
-            typer.echo(prefix + " ".join(cmd))
+            typer.echo("".join(f"{k}={v} " for k, v in env.items()) + " ".join(cmd))
             return
-        rc = subprocess.call(cmd, env=env)
+        from trainer.lifeline import die_with_parent, launcher_env
+        from trainer.runlock import check_run_unlocked
+
+        check_run_unlocked(out)  # fail now, not after the ranks have loaded torch
+        if not on_gpu:
+            typer.echo(f"training on CPU with {num_gpus or 1} process(es) (DS_ACCELERATOR=cpu)", err=True)
+        env = {**os.environ, **env, **launcher_env()}
+        rc = subprocess.call(cmd, env=env, preexec_fn=die_with_parent())
         if rc != 0:
+            check_run_unlocked(out)  # lost the race for the folder to another trainer: say so
             raise SyphusError(
                 f"training exited with status {rc}; rerun the same command to resume from {out}"
             )

@@ -29,8 +29,10 @@ from schemas.errors import SyphusError
 from schemas.mix import load_mix
 from schemas.train import TrainConfig, load_train_config
 from trainer.collate import Batch
+from trainer.lifeline import exit_with_launcher
 from trainer.net import free_port
 from trainer.prompting import IGNORE_INDEX, SpecialTokens
+from trainer.runlock import hold_run_lock
 
 CHECKPOINTS = "checkpoints"
 MODEL_DIR = "model"
@@ -206,6 +208,7 @@ class StepRunner:
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
         self.clip = cfg.clip_grad if clips_itself(cfg, precision) else 0.0
         self.params = [p for p in engine.module.parameters() if p.requires_grad]
+        self.world_size = world_size
         if cfg.zero_stage == 0 and world_size == 1:
             engine.enable_backward_allreduce = False
 
@@ -213,11 +216,27 @@ class StepRunner:
         """Returns (loss, per-sample loss sums, per-sample supervised counts)."""
         engine = self.engine
         loss, sums, counts = forward_batch(engine, batch, self.dtype)
-        engine.backward(loss)
+        engine.backward(self.global_mean(loss, counts))
         if self.clip and engine.is_gradient_accumulation_boundary():
             torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         engine.step()
         return loss, sums, counts
+
+    def global_mean(self, loss: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the mean over every supervised token of the global micro-batch.
+
+        DeepSpeed averages gradients over ranks; scaling each rank's mean by its share of the
+        tokens makes that average the gradient one process would get from the whole batch,
+        however unevenly the answers' tokens fall across ranks.
+        """
+        if self.world_size == 1:
+            return loss
+        import torch.distributed as dist
+
+        mine = counts.sum()
+        total = mine.detach().clone()
+        dist.all_reduce(total)
+        return loss * (mine.clamp(min=1) * self.world_size / total.clamp(min=1))
 
 
 def gathered_state_dict(module: torch.nn.Module, zero3: bool, rank: int) -> dict[str, torch.Tensor]:
@@ -325,7 +344,10 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
     cfg = load_train_config(config_path)
     mix = load_mix(mix_path)
     out = Path(out)
+    launcher = exit_with_launcher()  # a kill -9 of `syphus train` takes this process with it
     rank, local_rank, world = init_distributed()
+    # One trainer per folder: rank 0 holds the lock until the run is written (or it dies).
+    run_lock = hold_run_lock(out, launcher) if rank == 0 else None
     if rank == 0:
         _check_run_dir(out, cfg, Path(mix_path).read_text(encoding="utf-8"))
     dist.barrier()
@@ -457,6 +479,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
             wandb_run.finish()
         last["skipped"] = skipped
         (out / "summary.json").write_text(json.dumps(last, indent=2))
+        run_lock.close()
     return last
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from schemas.errors import SyphusError
@@ -50,3 +52,49 @@ def test_video_frames_capped_at_the_models_frame_embeddings():
     assert frames_for(TrainConfig(max_steps=1), SimpleNamespace(max_num_frames=None)) == 8
     with pytest.raises(SyphusError, match="'resample_frames': 6 frames.*at most 4"):
         frames_for(TrainConfig(max_steps=1, resample_frames=6), tiny)
+
+
+def _train_args(tmp_path, *extra: str) -> list[str]:
+    (tmp_path / "mix.yaml").write_text("IMAGE_TEXT:\n  a:\n    shards_path: s\n")
+    (tmp_path / "t.yaml").write_text("max_steps: 3\n")
+    mix, cfg = str(tmp_path / "mix.yaml"), str(tmp_path / "t.yaml")
+    return ["train", "--mix", mix, "--config", cfg, "--out", str(tmp_path / "o"), *extra]
+
+
+def test_cpu_ranks_asked_for_are_launched_with_their_share_of_cores(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    code, out, _ = run_cli(_train_args(tmp_path, "--cpu", "--num-gpus", "2", "--print-command"), capsys)
+    assert code == 0
+    assert out.startswith("DS_ACCELERATOR=cpu OMP_NUM_THREADS=4 ") and "--num_gpus 2" in out
+
+
+def test_more_gpus_than_visible_is_refused(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    code, _, err = run_cli(_train_args(tmp_path, "--num-gpus", "2"), capsys)
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1 and "--num-gpus 2" in err and "1 visible GPU" in err
+
+
+def test_a_held_run_folder_is_refused_in_one_line(tmp_path, capsys):
+    from trainer.runlock import hold_run_lock
+
+    lock = hold_run_lock(tmp_path / "o", launcher_pid=4321)
+    try:
+        code, _, err = run_cli(_train_args(tmp_path, "--cpu"), capsys)
+    finally:
+        lock.close()
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(tmp_path / "o") in err and f"pid {os.getpid()}" in err and "4321" in err
+    assert not (tmp_path / "o" / "train_config.json").exists()  # nothing was started
+
+
+def test_out_that_is_a_file_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "o").write_text("my notes\n")
+    code, _, err = run_cli(_train_args(tmp_path, "--cpu"), capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "is a file" in err, err
+    assert (tmp_path / "o").read_text() == "my notes\n"
