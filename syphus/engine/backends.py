@@ -30,6 +30,8 @@ class ChatRequest:
     attempts: int = 0
     est_prompt_tokens: int = 0
     ctx: Any = field(default=None, repr=False)  # the annotation this request came from
+    # further annotations whose prompt is identical: asked once, the reply's pairs go to each
+    shared: list[Any] = field(default_factory=list, repr=False)
 
 
 @dataclass

@@ -7,7 +7,7 @@ of object categories; within each such group, images are paired in id order (1st
 Groups with fewer than ``min_shared`` categories are skipped.
 
 Image ids: ``image_id_pattern`` formatted with ``image_id`` (int), ``file_name`` and ``stem``
-of each image; default ``CGD_IMG_{image_id:012d}``. The annotation id is ``<id1>-<id2>``.
+of each image; default ``{stem}``, the name ``syphus import images`` gives the file. The annotation id is ``<id1>-<id2>``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class CGDOptions(TaskOptions):
 class CGDTask(BaseTask):
     name = "CGD"
     prompt_name = "cgd"
-    default_image_id_pattern = "CGD_IMG_{image_id:012d}"
+    default_image_id_pattern = "{stem}"
     Options = CGDOptions
 
     def read(self, paths: list[Path]) -> Iterator[Annotation]:

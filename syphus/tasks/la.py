@@ -10,7 +10,8 @@
 
 Input: COCO ``captions_*.json`` (required) and ``instances_*.json`` (optional, for boxes).
 Image ids: ``image_id_pattern`` formatted with ``image_id`` (int), ``file_name`` and ``stem``;
-the default ``LA_IMG_{image_id:012d}`` is MIMIC-IT's naming (``LA_IMG_000000397133``).
+the default ``{stem}`` (``000000397133``) is what ``syphus import images val2017/`` names the
+files; ``LA_IMG_{image_id:012d}`` gives MIMIC-IT's own naming (``LA_IMG_000000397133``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class LAOptions(TaskOptions):
 class LATask(BaseTask):
     name = "LA"
     prompt_name = "la_conversation"
-    default_image_id_pattern = "LA_IMG_{image_id:012d}"
+    default_image_id_pattern = "{stem}"
     Options = LAOptions
     fixed_kind: Kind | None = None
 

@@ -9,7 +9,7 @@ list of one-element lists, each a storylet ``{"story_id", "album_id", "photo_fli
 ``story_id`` and ordered by ``worker_arranged_photo_order``; one annotation per story.
 
 Image ids: ``image_id_pattern`` formatted with ``photo_id`` (the Flickr id) and ``album_id``;
-default ``VST_IMG_{photo_id}``.
+default ``{photo_id}``, the name ``syphus import images`` gives VIST's ``<photo id>.jpg`` files.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from syphus.tasks.readers import check_paths, expect, load_json, validate
 class VSTTask(BaseTask):
     name = "VST"
     prompt_name = "vst"
-    default_image_id_pattern = "VST_IMG_{photo_id}"
+    default_image_id_pattern = "{photo_id}"
 
     def read(self, paths: list[Path]) -> Iterator[Annotation]:
         for path in check_paths(paths, self.name):
