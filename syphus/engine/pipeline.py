@@ -24,6 +24,7 @@ from rich.table import Table
 from curation.store import DB_NAME, Corpus, InstructionRow
 from schemas.errors import SyphusError
 from syphus.engine.backends import ChatRequest, Completion
+from syphus.engine.keys import redact
 from syphus.engine.pricing import estimate_tokens, price_of
 from syphus.engine.requestlog import Ingest, RequestLog, RequestRecord, request_key
 from syphus.engine.scheduler import Outcome, Scheduler, SchedulerConfig, Stats
@@ -382,6 +383,7 @@ class Generation:
         started = dt.datetime.fromtimestamp(o.started_at, dt.timezone.utc).replace(tzinfo=None)
         c = o.completion
         if c is None:
+            error = redact(o.error)  # the one place errors are stored: no key reaches the corpus
             self.log.record(
                 RequestRecord(
                     key=req.key,
@@ -389,7 +391,7 @@ class Generation:
                     status="error",
                     task=req.task,
                     source_id=req.source_id,
-                    error=o.error,
+                    error=error,
                     attempts=o.attempts,
                     run_id=self.run_id,
                     backend=self.backend_name,
@@ -397,7 +399,7 @@ class Generation:
                     latency_s=o.latency_s,
                 )  # fmt: skip
             )
-            self.stats.note_error(o.error or "error")
+            self.stats.note_error(error or "error")
             return
         rec = RequestRecord(
             key=req.key, model=req.model, status="done", task=req.task, source_id=req.source_id, raw=c.text,
