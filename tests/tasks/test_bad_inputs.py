@@ -93,20 +93,24 @@ def _twice(task: str) -> str:
         return text[:-1] + ", " + text[1:]
     if task == "TVC":
         return text * 2
+    if task == "LA":
+        rec = '{"id": 1, "image_id": 1, "caption": "A cat Marker."}'
+        return text.replace(rec, f"{rec}, {rec}")
     return text[:-1] + ", " + text[1:]  # DC, E4D: the same key twice in one object
 
 
 @pytest.mark.parametrize(
-    ("task", "reason"),
+    ("task", "reason", "annotations"),
     [
-        ("SD", "exact duplicate record"),
-        ("SN", "exact duplicate record"),
-        ("TVC", "exact duplicate line"),
-        ("DC", "exact duplicate annotation"),
-        ("E4D", "exact duplicate annotation"),
+        ("SD", "exact duplicate record", 1),
+        ("SN", "exact duplicate record", 1),
+        ("TVC", "exact duplicate line", 1),
+        ("DC", "exact duplicate annotation", 1),
+        ("E4D", "exact duplicate annotation", 1),
+        ("LA", "exact duplicate caption record", 3),  # one image, three kinds of pairs
     ],
 )
-def test_repeated_records_are_counted(task, reason, tmp_path, capsys):
+def test_repeated_records_are_counted(task, reason, annotations, tmp_path, capsys):
     rc, out, err = _generate(tmp_path, task, _twice(task), capsys)
     assert rc == 0 and f"merged 1: {reason} (first: " in err
     rows = {
@@ -114,4 +118,5 @@ def test_repeated_records_are_counted(task, reason, tmp_path, capsys):
         for line in out.splitlines()
         if line.count("│") >= 3
     }
-    assert (rows["records read"], rows["merged records"], rows["annotations"]) == ("2", "1", "1")
+    read, merged, anns = rows["records read"], rows["merged records"], rows["annotations"]
+    assert (read, merged, anns) == (str(annotations + 1), "1", str(annotations))
