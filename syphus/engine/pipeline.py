@@ -183,18 +183,23 @@ def make_ingest(
     finish_reason: str | None,
     run_id: str,
     shared: Iterable[Annotation] = (),
+    primary_id: str | None = None,
 ) -> Ingest:
     """Parse one reply for its annotation and every annotation sharing the request: pairs with
-    ids derived from the request key, or a quarantine entry per annotation."""
+    ids derived from the request key, or a quarantine entry per annotation.
+
+    The annotation the request was first sent for (``primary_id``, default ``ann.id``) keeps the
+    plain ids ``{task}_INS_{key[:16]}_{i:02d}``; the others add a stable tag of their own id, so
+    ids do not depend on the order annotations are read in."""
+    primary_id = ann.id if primary_id is None else primary_id
     ing = Ingest(run_id)
     done: set[tuple[str, str]] = set()
-    for n, a in enumerate([ann, *shared]):
+    for a in [ann, *shared]:
         ident = (task_of(task, a), a.id)
         if ident in done:  # the same annotation twice: one set of pairs
             continue
         done.add(ident)
-        # the first annotation keeps the plain ids; others add a stable tag of their own id
-        tag = "" if n == 0 else "_" + hashlib.sha256(a.id.encode("utf-8")).hexdigest()[:8]
+        tag = "" if a.id == primary_id else "_" + hashlib.sha256(a.id.encode("utf-8")).hexdigest()[:8]
         one = _ingest_one(task, a, key, tag, text, finish_reason, run_id)
         ing.rows += one.rows
         ing.quarantine += one.quarantine
@@ -362,19 +367,51 @@ class Generation:
         return Plan(reqs, shared, len(done), [r for r in reqs if r.key not in done], loaded)
 
     def ingest_finished(self, reqs: list[ChatRequest]) -> int:
-        """Pairs of replies a killed run received but did not store yet (no request needed)."""
+        """Pairs of replies already received but not stored for every annotation that asked: a
+        killed run's, and an answered prompt that annotations added since share (no request)."""
         by_key = {r.key: r for r in reqs}
         recs = self.log.uningested(by_key)
         for rec in recs:
             req = by_key[rec.key]
             self.log.add_ingest(
                 rec.key,
-                make_ingest(
-                    self.task, req.ctx, rec.key, rec.raw or "", rec.finish_reason, self.run_id, req.shared
-                ),
-            )
+                make_ingest(self.task, req.ctx, rec.key, rec.raw or "", rec.finish_reason, self.run_id,
+                            req.shared, primary_id=rec.source_id),
+            )  # fmt: skip
+        late = self._ingest_late_sharers([r for r in reqs if r.shared], {rec.key for rec in recs})
         self.log.fold()
-        return len(recs)
+        return len(recs) + late
+
+    def _ingest_late_sharers(self, reqs: list[ChatRequest], ingesting: set[str]) -> int:
+        """Annotations whose prompt was answered for another annotation before they were read."""
+        reqs = [r for r in reqs if r.key not in ingesting]
+        done = {rec.key: rec for rec in self.log.done_records(r.key for r in reqs)}
+        if not done:
+            return 0
+        keys = list(done)
+        have = set(self.corpus.con.execute(
+            "SELECT json_extract_string(extra, '$.request_key'), task, source_id FROM instructions "
+            "WHERE json_extract_string(extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[])) "
+            "UNION SELECT q.source, r.task, q.record_id FROM quarantine q JOIN requests r ON r.key = q.source "
+            "WHERE q.stage = 'generate' AND q.source IN (SELECT unnest(?::VARCHAR[]))",
+            [keys, keys],
+        ).fetchall())  # fmt: skip
+        n = 0
+        for req in reqs:
+            rec = done.get(req.key)
+            if rec is None:
+                continue
+            missing = [
+                a for a in [req.ctx, *req.shared] if (req.key, task_of(self.task, a), a.id) not in have
+            ]
+            if missing:
+                self.log.add_ingest(
+                    req.key,
+                    make_ingest(self.task, missing[0], req.key, rec.raw or "", rec.finish_reason, self.run_id,
+                                missing[1:], primary_id=rec.source_id),
+                )  # fmt: skip
+                n += len(missing)
+        return n
 
     def on_outcome(self, o: Outcome) -> None:
         import datetime as dt

@@ -97,11 +97,20 @@ def test_sd_summary_accounts_for_every_record(serve, tmp_path):
     assert (s["records_read"], s["annotations"], s["already_done"], s["sent"]) == (9, 5, 4, 0)
     assert _query(corpus, "SELECT count(*) FROM instructions")[0][0] == 10
 
-    # reparse gives the shared prompt's pairs to both annotations again
+    # a pair added later (and read first) whose prompt was answered already gets that reply's pairs
+    _sd_file(tmp_path, [{"img_id": "8", "sentences": ["the door is open"]}, *SD_RECORDS])
+    r = _gen(srv, ann, corpus)
+    s = _last_summary(corpus)
+    assert r.returncode == 0 and srv.state.total == sent, r.stderr
+    assert (s["annotations"], s["identical_prompt"], s["stored_from_earlier_replies"]) == (6, 2, 1)
+    by_source = dict(_query(corpus, "SELECT source_id, count(*) FROM instructions GROUP BY source_id"))
+    assert by_source == {"1": 2, "4": 2, "5": 2, "6": 2, "7": 2, "8": 2}
+
+    # reparse gives the shared prompt's pairs to every annotation again
     r = _cli("reparse", "--task", "SD", "--annotations", str(ann), "--corpus", str(corpus))
     assert r.returncode == 0, r.stderr
     by_source = dict(_query(corpus, "SELECT source_id, count(*) FROM instructions GROUP BY source_id"))
-    assert by_source == {"1": 2, "4": 2, "5": 2, "6": 2, "7": 2}
+    assert by_source == {"1": 2, "4": 2, "5": 2, "6": 2, "7": 2, "8": 2}
 
 
 def test_dry_run_says_which_image_ids_the_corpus_lacks(serve, tmp_path):
