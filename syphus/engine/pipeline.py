@@ -118,7 +118,6 @@ class Loaded:
 
 
 def _annotation_digest(ann: Annotation) -> str:
-    import hashlib
     import json
 
     data = ann.data.model_dump(mode="json") if hasattr(ann.data, "model_dump") else str(ann.data)
