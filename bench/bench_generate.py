@@ -94,7 +94,7 @@ def run_pipeline(base: str, notes: Path, corpus: Path, *, concurrency: int, back
 def chunked_threadpool_baseline(base: str, notes: Path, *, concurrency: int, model: str) -> float:
     """The original Syphus: a pool of threads, one chunk at a time, each chunk waits for its slowest."""
     task = EchoTask()
-    reqs, _ = build_requests(task, load_annotations(task, [notes], None), model, PARAMS)
+    reqs, _ = build_requests(task, load_annotations(task, [notes], None).annotations, model, PARAMS)
     local = threading.local()  # a sync httpx.Client is not safe across threads: one per thread
 
     def send(r):
@@ -174,7 +174,7 @@ def bench_kill(n: int, kills: int, tmp: Path, seed: int = 0) -> dict:
     notes = write_notes(tmp / "t3.jsonl", n, prefix="t3")
     corpus = tmp / "c3"
     task = EchoTask()
-    reqs, _ = build_requests(task, load_annotations(task, [notes], None), "m3", PARAMS)
+    reqs, _ = build_requests(task, load_annotations(task, [notes], None).annotations, "m3", PARAMS)
     skey = {r.key: server_key("m3", r.messages) for r in reqs}
     cmd = [sys.executable, "-m", "syphus.cli", "generate", "--task", ECHO, "--annotations", str(notes),
            "--corpus", str(corpus), "--model", "m3", "--api-base", srv.base, "--concurrency", "64", "--no-progress",

@@ -9,13 +9,36 @@ build the second.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+
+def _id_text(v: Any) -> Any:
+    """Public files give ids as strings or integers; either becomes a string. A float id must be
+    whole and finite: NaN would otherwise become the id 'nan'."""
+    if isinstance(v, bool):
+        raise ValueError("must be a string or an integer id, not a boolean")
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"must be a string or an integer id, not {v}")
+        if not v.is_integer():
+            raise ValueError(f"must be a string or an integer id, not the fraction {v}")
+        return str(int(v))
+    return v
+
+
+# An identifier: a string, or an integer given as a number. Free text fields stay plain ``str``
+# and refuse numbers: a caption given as 123 is a broken file, not a caption.
+IdStr = Annotated[str, BeforeValidator(_id_text)]
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+    # NaN and infinity are not JSON, but Python's parser accepts them: refuse them in every number.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 def _nonblank(v: str) -> str:
@@ -96,23 +119,17 @@ class CocoPairRecord(BaseModel):
 class SpotDiffRecord(_Record):
     """One element of a Spot-the-Diff annotation list: ``{"img_id": "57", "sentences": [...]}``.
 
-    The images are ``{img_id}.png`` (before) and ``{img_id}_2.png`` (after).
+    The images are ``{img_id}.png`` (before) and ``{img_id}_2.png`` (after). The public files
+    hold records whose sentences are all blank (``[""]``): valid here, skipped by the reader.
     """
 
-    img_id: str
+    img_id: IdStr
     sentences: list[str]
 
     @field_validator("img_id")
     @classmethod
     def _id(cls, v: str) -> str:
         return _nonblank(v)
-
-    @field_validator("sentences")
-    @classmethod
-    def _some_sentence(cls, v: list[str]) -> list[str]:
-        if not any(s.strip() for s in v):
-            raise ValueError("needs at least one non-empty difference sentence")
-        return v
 
 
 # -- ScanRefer (ScanRefer_filtered_{train,val}.json) ---------------------------------------
@@ -121,10 +138,10 @@ class SpotDiffRecord(_Record):
 class ScanReferRecord(_Record):
     """One element of a ScanRefer file: one description of one object in a ScanNet scene."""
 
-    scene_id: str
-    object_id: str
+    scene_id: IdStr
+    object_id: IdStr
     object_name: str
-    ann_id: str | None = None
+    ann_id: IdStr | None = None
     description: str
 
     _nb = field_validator("scene_id", "object_name", "description")(_nonblank)
@@ -197,7 +214,7 @@ class TvcDesc(_Record):
 class TvcLine(_Record):
     """One line of a TVC release file: one moment of a clip with its descriptions."""
 
-    vid_name: str
+    vid_name: IdStr
     clip_id: int | None = None
     ts: list[float] = Field(min_length=2, max_length=2)
     duration: float | None = None
@@ -213,7 +230,7 @@ class SubtitleLine(_Record):
 class TvqaSubtitles(_Record):
     """One line of ``tvqa_preprocessed_subtitles.jsonl``."""
 
-    vid_name: str
+    vid_name: IdStr
     sub: list[SubtitleLine]
 
 
@@ -231,7 +248,7 @@ class TvClipRecord(BaseModel):
 
 
 class VistImage(_Record):
-    id: str
+    id: IdStr
     title: str = ""
     tags: str = ""
     text: str = ""
@@ -239,7 +256,7 @@ class VistImage(_Record):
 
 
 class VistAlbum(_Record):
-    id: str
+    id: IdStr
     title: str = ""
     description: str = ""
 
@@ -247,13 +264,13 @@ class VistAlbum(_Record):
 class VistStorylet(_Record):
     """One element of ``annotations`` (each a one-element list) in a VIST SIS file."""
 
-    story_id: str
-    album_id: str
-    photo_flickr_id: str
+    story_id: IdStr
+    album_id: IdStr
+    photo_flickr_id: IdStr
     worker_arranged_photo_order: int
     text: str
     original_text: str | None = None
-    storylet_id: str | None = None
+    storylet_id: IdStr | None = None
 
 
 class StoryPhoto(BaseModel):
@@ -280,7 +297,7 @@ class Ego4dNarration(_Record):
     timestamp_sec: float
     timestamp_frame: int | None = None
     narration_text: str
-    annotation_uid: str | None = None
+    annotation_uid: IdStr | None = None
 
 
 class Ego4dSummary(_Record):

@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     except SyphusError as e:
         if debug:
             raise
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        from syphus.engine.keys import redact
+
+        typer.secho(f"error: {redact(str(e))}", fg=typer.colors.RED, err=True)  # a server may quote a key
         sys.exit(1)
     except KeyboardInterrupt:
         typer.secho("interrupted: finished work is saved; rerun the same command to resume", err=True)
@@ -84,8 +86,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(e.exit_code)
         if debug:
             raise
+        from syphus.engine.keys import redact
+
         typer.secho(
-            f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", fg="red", err=True
+            f"error: {type(e).__name__}: {redact(str(e))} (rerun with --debug for the traceback)",
+            fg="red",
+            err=True,
         )
         sys.exit(2)
 

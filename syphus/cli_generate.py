@@ -8,6 +8,9 @@ import typer
 
 DEFAULT_MODEL = "local/smollm2-135m"  # same as syphus.engine.pipeline.DEFAULT_MODEL, kept import-free
 
+EXIT_BUDGET = 3  # --max-cost stopped the run
+EXIT_FAILED_REQUESTS = 4  # the run finished, but some requests ran out of attempts
+
 TASK_HELP = "Task name (LA, SD, CGD, SN, DC, TVC, VST, E4D, ...) or 'package.module:Class' for your own task."
 ANN_HELP = "Annotation file(s) in the dataset's own format (repeat the option for several files)."
 
@@ -99,8 +102,12 @@ def generate(
     """Generate instruction-response pairs from annotation files into the corpus.
 
     Every request is logged in the corpus by a hash of (model, messages, parameters): rerun the
-    same command after any crash and only what is missing is requested. Exit status 3 means
-    --max-cost stopped the run.
+    same command after any crash and only what is missing is requested. The summary accounts for
+    every annotation record read: skipped (with the reason), merged into another annotation,
+    sharing an identical prompt (asked once, pairs given to each), already done, or requested.
+
+    Exit status: 0 done; 1 an error (one line); 3 --max-cost stopped the run; 4 finished, but
+    some requests failed after --max-attempts (rerun the same command to retry only those).
     """
     from rich.console import Console
 
@@ -120,12 +127,15 @@ def generate(
 
         table = Table(title="syphus generate --dry-run (nothing sent)", show_header=False)
         for k, v in summary.items():
-            table.add_row(k.replace("_", " "), f"{v:.6f}" if isinstance(v, float) else str(v))
+            if k != "notes":
+                table.add_row(k.replace("_", " "), f"{v:.6f}" if isinstance(v, float) else str(v))
         Console().print(table)
+        _print_notes(console, summary)
         if not summary["price_known"]:
             console.print(f"[yellow]no price for '{model}' in litellm's table: costs shown as 0[/yellow]")
         return
     Console().print(summary_table(summary))
+    _print_notes(console, summary)
     if summary["last_errors"]:
         console.print("[red]last errors:[/red] " + " | ".join(summary["last_errors"][-3:]))
     if translate_to and summary["status"] in ("done", "done_with_errors"):
@@ -138,7 +148,19 @@ def generate(
         console.print(
             f"[yellow]stopped: --max-cost {max_cost} reached; rerun with a higher budget to continue[/yellow]"
         )
-        raise SystemExit(3)  # typer.Exit's code is dropped by the non-standalone main()
+        raise SystemExit(EXIT_BUDGET)  # typer.Exit's code is dropped by the non-standalone main()
+    if summary["status"] == "done_with_errors":
+        console.print(
+            f"[red]{summary['errors']} request(s) failed after all attempts; rerun the same command to retry "
+            "only those[/red]"
+        )
+        raise SystemExit(EXIT_FAILED_REQUESTS)
+
+
+def _print_notes(console, summary: dict) -> None:
+    """Records that did not become annotations of their own: how many, why, the first of them."""
+    for line in summary.get("notes") or []:
+        console.print(line, style="yellow", soft_wrap=True, markup=False, highlight=False)
 
 
 def preview(

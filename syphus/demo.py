@@ -77,28 +77,8 @@ def build_plan(plan: DemoPlan) -> DemoPlan:
             _syphus("import", "images", str(DATA / "activitynet" / "frames"), "--corpus", c),
         ),
         (
-            "import spot-the-diff pairs (first)",
-            _syphus(
-                "import",
-                "images",
-                str(DATA / "spot_the_diff" / "resized_images" / "????.png"),
-                "--corpus",
-                c,
-                "--id-pattern",
-                "SD_IMG_{stem}_1",
-            ),
-        ),
-        (
-            "import spot-the-diff pairs (second)",
-            _syphus(
-                "import",
-                "images",
-                str(DATA / "spot_the_diff" / "resized_images" / "*_2.png"),
-                "--corpus",
-                c,
-                "--id-pattern",
-                "SD_IMG_{stem}",
-            ),
+            "import spot-the-diff pairs (named by file stem, as the SD task expects)",
+            _syphus("import", "images", str(DATA / "spot_the_diff" / "resized_images"), "--corpus", c),
         ),
     ]
     # The LA step, also run first with --dry-run when a paid model is named.

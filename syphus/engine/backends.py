@@ -30,6 +30,8 @@ class ChatRequest:
     attempts: int = 0
     est_prompt_tokens: int = 0
     ctx: Any = field(default=None, repr=False)  # the annotation this request came from
+    # further annotations whose prompt is identical: asked once, the reply's pairs go to each
+    shared: list[Any] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -80,8 +82,11 @@ def parse_retry_after(value: str | None) -> float | None:
 def classify_status(
     status: int, body: str, *, where: str, model: str, retry_after: float | None = None
 ) -> Exception:
-    """The exception for a non-2xx reply. ``where`` names the endpoint (never the key)."""
-    detail = _error_message(body)
+    """The exception for a non-2xx reply. ``where`` names the endpoint (never the key); a key
+    the server quotes back is redacted before the message is cut or shown."""
+    from syphus.engine.keys import redact
+
+    detail = redact(_error_message(redact(body) or ""))
     if status == 429:
         return Retryable(f"429 rate limited by {where}: {detail}", retry_after)
     if status >= 500 or status == 408:
@@ -251,6 +256,13 @@ class LiteLLMBackend:
             raise Retryable(f"unexpected reply shape from {where}") from e
 
     def _map_error(self, e: Exception, where: str, model: str) -> Exception:
+        from syphus.engine.keys import redact
+
+        err = self._classify(e, where, model)
+        err.args = tuple(redact(a) if isinstance(a, str) else a for a in err.args)  # litellm quotes keys
+        return err
+
+    def _classify(self, e: Exception, where: str, model: str) -> Exception:
         litellm = self._litellm
         status = getattr(e, "status_code", None)
         response = getattr(e, "response", None)

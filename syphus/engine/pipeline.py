@@ -9,6 +9,7 @@ task, and folded into the corpus with its pairs, or quarantined with the reason.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import time
 from collections.abc import Iterable
@@ -23,10 +24,11 @@ from rich.table import Table
 from curation.store import DB_NAME, Corpus, InstructionRow
 from schemas.errors import SyphusError
 from syphus.engine.backends import ChatRequest, Completion
+from syphus.engine.keys import redact
 from syphus.engine.pricing import estimate_tokens, price_of
 from syphus.engine.requestlog import Ingest, RequestLog, RequestRecord, request_key
 from syphus.engine.scheduler import Outcome, Scheduler, SchedulerConfig, Stats
-from syphus.tasks.base import Annotation, ResponseParseError, Task
+from syphus.tasks.base import Annotation, Merged, ReadNote, ResponseParseError, Skipped, Task
 
 DEFAULT_MODEL = "local/smollm2-135m"
 
@@ -81,46 +83,131 @@ def lang_of(task: Task, ann: Annotation) -> str:
     return str(ann.extra.get("lang") or getattr(task, "lang", "en"))
 
 
-def load_annotations(task: Task, paths: Iterable[Path], limit: int | None) -> list[Annotation]:
-    anns: list[Annotation] = []
-    for ann in task.read([Path(p) for p in paths]):
-        if limit is not None and len(anns) >= limit:
+@dataclass
+class Loaded:
+    """What a task's reader gave: the annotations, and every record that did not become an
+    annotation of its own, counted by reason with the first example (nothing vanishes unseen)."""
+
+    annotations: list[Annotation] = field(default_factory=list)
+    skipped: dict[str, list[Any]] = field(default_factory=dict)  # reason -> [count, first where]
+    merged: dict[str, list[Any]] = field(default_factory=dict)
+
+    def note(self, item: ReadNote) -> None:
+        book = self.skipped if isinstance(item, Skipped) else self.merged
+        book.setdefault(item.reason, [0, item.where])[0] += 1
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(n for n, _ in self.skipped.values())
+
+    @property
+    def n_merged(self) -> int:
+        return sum(n for n, _ in self.merged.values())
+
+    @property
+    def records(self) -> int:
+        return len(self.annotations) + self.n_skipped + self.n_merged
+
+    def lines(self) -> list[str]:
+        """One line per reason: how many records, why, and the first of them."""
+        return [
+            f"{kind} {n}: {reason} (first: {where})"
+            for kind, book in (("skipped", self.skipped), ("merged", self.merged))
+            for reason, (n, where) in book.items()
+        ]
+
+
+def _annotation_digest(ann: Annotation) -> str:
+    import json
+
+    data = ann.data.model_dump(mode="json") if hasattr(ann.data, "model_dump") else str(ann.data)
+    canon = json.dumps([ann.image_ids, data, ann.extra], sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.blake2b(canon.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def load_annotations(task: Task, paths: Iterable[Path], limit: int | None) -> Loaded:
+    """Read every annotation (the first ``limit``), counting what the reader skipped or merged;
+    an annotation repeated exactly (same task, id and content) is kept once and counted."""
+    out = Loaded()
+    seen: dict[tuple[str, str], str] = {}
+    for item in task.read([Path(p) for p in paths]):
+        if isinstance(item, ReadNote):
+            out.note(item)
+            continue
+        if limit is not None and len(out.annotations) >= limit:
             break
-        anns.append(ann)
-    return anns
+        ident, digest = (task_of(task, item), item.id), _annotation_digest(item)
+        if seen.get(ident) == digest:
+            out.note(Merged("exact duplicate annotation", f"{item.source_file}: {item.id}"))
+            continue
+        seen[ident] = digest
+        out.annotations.append(item)
+    return out
 
 
 def build_requests(
     task: Task, anns: list[Annotation], model: str, params: dict[str, Any]
 ) -> tuple[list[ChatRequest], int]:
-    """One request per annotation; identical prompts are asked once. Returns (requests, merged)."""
-    seen: set[str] = set()
+    """One request per distinct prompt. Annotations whose prompt is identical to an earlier
+    one's are asked once and share its reply: they ride on that request (``shared``) and each
+    gets its own pairs. Returns (requests, how many annotations share another's request)."""
+    by_key: dict[str, ChatRequest] = {}
     out: list[ChatRequest] = []
     for ann in anns:
         msgs = task.messages(ann)
         key = request_key(model, msgs, params)
-        if key in seen:
+        if key in by_key:
+            by_key[key].shared.append(ann)
             continue
-        seen.add(key)
-        out.append(
-            ChatRequest(
-                key=key,
-                model=model,
-                messages=msgs,
-                params=dict(params),
-                task=task_of(task, ann),
-                source_id=ann.id,
-                est_prompt_tokens=estimate_tokens(msgs),
-                ctx=ann,
-            )  # fmt: skip
-        )
+        req = ChatRequest(
+            key=key,
+            model=model,
+            messages=msgs,
+            params=dict(params),
+            task=task_of(task, ann),
+            source_id=ann.id,
+            est_prompt_tokens=estimate_tokens(msgs),
+            ctx=ann,
+        )  # fmt: skip
+        by_key[key] = req
+        out.append(req)
     return out, len(anns) - len(out)
 
 
 def make_ingest(
-    task: Task, ann: Annotation, key: str, text: str, finish_reason: str | None, run_id: str
+    task: Task,
+    ann: Annotation,
+    key: str,
+    text: str,
+    finish_reason: str | None,
+    run_id: str,
+    shared: Iterable[Annotation] = (),
+    primary_id: str | None = None,
 ) -> Ingest:
-    """Parse one reply: pairs with ids derived from the request key, or one quarantine entry."""
+    """Parse one reply for its annotation and every annotation sharing the request: pairs with
+    ids derived from the request key, or a quarantine entry per annotation.
+
+    The annotation the request was first sent for (``primary_id``, default ``ann.id``) keeps the
+    plain ids ``{task}_INS_{key[:16]}_{i:02d}``; the others add a stable tag of their own id, so
+    ids do not depend on the order annotations are read in."""
+    primary_id = ann.id if primary_id is None else primary_id
+    ing = Ingest(run_id)
+    done: set[tuple[str, str]] = set()
+    for a in [ann, *shared]:
+        ident = (task_of(task, a), a.id)
+        if ident in done:  # the same annotation twice: one set of pairs
+            continue
+        done.add(ident)
+        tag = "" if a.id == primary_id else "_" + hashlib.sha256(a.id.encode("utf-8")).hexdigest()[:8]
+        one = _ingest_one(task, a, key, tag, text, finish_reason, run_id)
+        ing.rows += one.rows
+        ing.quarantine += one.quarantine
+    return ing
+
+
+def _ingest_one(
+    task: Task, ann: Annotation, key: str, tag: str, text: str, finish_reason: str | None, run_id: str
+) -> Ingest:
     name = task_of(task, ann)
     where = {"source": key, "record_id": ann.id, "raw": text}
     if not text.strip():
@@ -142,7 +229,7 @@ def make_ingest(
     parents = list(ann.extra.get("source_ids") or [])  # translations point at the pair they translate
     rows = [
         InstructionRow(
-            id=f"{name}_INS_{key[:16]}_{i:02d}",
+            id=f"{name}_INS_{key[:16]}{tag}_{i:02d}",
             task=name,
             instruction=p.instruction,
             answer=p.answer,
@@ -179,7 +266,7 @@ def make_progress(console: Console, enabled: bool) -> Progress:
 def summary_table(summary: dict[str, Any]) -> Table:
     t = Table(title=f"syphus generate: {summary['status']}", show_header=False)
     for k, v in summary.items():
-        if k in ("status", "last_errors"):
+        if k in ("status", "last_errors", "notes"):
             continue
         t.add_row(k.replace("_", " "), f"{v:.6f}" if isinstance(v, float) and k == "cost_usd" else
                   (f"{v:.2f}" if isinstance(v, float) else str(v)))  # fmt: skip
@@ -190,11 +277,74 @@ def summary_table(summary: dict[str, Any]) -> Table:
 
 
 @dataclass
+class ImageCheck:
+    """How many image ids the annotations reference that the corpus does not hold."""
+
+    referenced: int
+    missing: int
+    example: str | None = None  # a missing id
+    corpus_example: str | None = None  # an id the corpus does hold, to compare names with
+
+    def warning(self, task: Task, corpus_dir: Path) -> str | None:
+        if not self.missing:
+            return None
+        pattern = getattr(task, "image_id_pattern", None)
+        fields = ", ".join(getattr(task, "image_id_fields", ()) or ())
+        has = (
+            f"; the corpus has e.g. '{self.corpus_example}'"
+            if self.corpus_example
+            else "; the corpus has no images"
+        )
+        mapping = f" (now '{pattern}'" + (f"; fields: {fields})" if fields else ")") if pattern else ""
+        return (
+            f"{self.missing} of {self.referenced} image ids these annotations reference are not in {corpus_dir} "
+            f"(e.g. '{self.example}'{has}): pairs without their images are skipped at export. Import the images "
+            f"(syphus import images DIR --corpus {corpus_dir} names each by its file stem) or map the ids to the "
+            f"corpus's names with --task-option image_id_pattern=PATTERN{mapping}"
+        )
+
+
+def check_images(anns: list[Annotation], corpus: Corpus | None) -> ImageCheck:
+    """Compare the image ids the annotations name with the corpus, before anything is sent."""
+    wanted = list(dict.fromkeys(i for a in anns for i in a.image_ids))
+    if corpus is None:
+        return ImageCheck(len(wanted), len(wanted), wanted[0] if wanted else None)
+    have: set[str] = set()
+    for start in range(0, len(wanted), 50_000):
+        have.update(corpus.has_images(wanted[start : start + 50_000]))
+    missing = [i for i in wanted if i not in have]
+    if not missing:
+        return ImageCheck(len(wanted), 0)
+    row = corpus.con.execute("SELECT min(id) FROM images").fetchone()
+    return ImageCheck(len(wanted), len(missing), missing[0], row[0] if row else None)
+
+
+@dataclass
 class Plan:
     requests: list[ChatRequest]
-    merged: int
+    shared: int  # annotations whose prompt is identical to another's: asked once, pairs to each
     already_done: int
     todo: list[ChatRequest]
+    loaded: Loaded | None = None
+    images: ImageCheck | None = None
+
+    def accounting(self) -> dict[str, Any]:
+        """Every annotation record read, and where it went."""
+        annotations = len(self.requests) + self.shared
+        ld = self.loaded
+        return {
+            "records_read": ld.records if ld else annotations,
+            "skipped": ld.n_skipped if ld else 0,
+            "merged_records": ld.n_merged if ld else 0,
+            "annotations": annotations,
+            "requests": len(self.requests),
+            "identical_prompt": self.shared,
+            "already_done": self.already_done,
+            **({"images_missing": self.images.missing} if self.images else {}),
+        }
+
+    def notes(self) -> list[str]:
+        return self.loaded.lines() if self.loaded else []
 
 
 class Generation:
@@ -211,21 +361,56 @@ class Generation:
         self.run_id: str | None = None
         self.backend_name = "batch" if opts.batch else opts.backend
 
-    def plan(self, reqs: list[ChatRequest], merged: int) -> Plan:
+    def plan(self, reqs: list[ChatRequest], shared: int, loaded: Loaded | None = None) -> Plan:
         done = self.log.done_keys(r.key for r in reqs)
-        return Plan(reqs, merged, len(done), [r for r in reqs if r.key not in done])
+        return Plan(reqs, shared, len(done), [r for r in reqs if r.key not in done], loaded)
 
     def ingest_finished(self, reqs: list[ChatRequest]) -> int:
-        """Pairs of replies a killed run received but did not store yet (no request needed)."""
+        """Pairs of replies already received but not stored for every annotation that asked: a
+        killed run's, and an answered prompt that annotations added since share (no request)."""
         by_key = {r.key: r for r in reqs}
         recs = self.log.uningested(by_key)
         for rec in recs:
-            ann = by_key[rec.key].ctx
+            req = by_key[rec.key]
             self.log.add_ingest(
-                rec.key, make_ingest(self.task, ann, rec.key, rec.raw or "", rec.finish_reason, self.run_id)
-            )
+                rec.key,
+                make_ingest(self.task, req.ctx, rec.key, rec.raw or "", rec.finish_reason, self.run_id,
+                            req.shared, primary_id=rec.source_id),
+            )  # fmt: skip
+        late = self._ingest_late_sharers([r for r in reqs if r.shared], {rec.key for rec in recs})
         self.log.fold()
-        return len(recs)
+        return len(recs) + late
+
+    def _ingest_late_sharers(self, reqs: list[ChatRequest], ingesting: set[str]) -> int:
+        """Annotations whose prompt was answered for another annotation before they were read."""
+        reqs = [r for r in reqs if r.key not in ingesting]
+        done = {rec.key: rec for rec in self.log.done_records(r.key for r in reqs)}
+        if not done:
+            return 0
+        keys = list(done)
+        have = set(self.corpus.con.execute(
+            "SELECT json_extract_string(extra, '$.request_key'), task, source_id FROM instructions "
+            "WHERE json_extract_string(extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[])) "
+            "UNION SELECT q.source, r.task, q.record_id FROM quarantine q JOIN requests r ON r.key = q.source "
+            "WHERE q.stage = 'generate' AND q.source IN (SELECT unnest(?::VARCHAR[]))",
+            [keys, keys],
+        ).fetchall())  # fmt: skip
+        n = 0
+        for req in reqs:
+            rec = done.get(req.key)
+            if rec is None:
+                continue
+            missing = [
+                a for a in [req.ctx, *req.shared] if (req.key, task_of(self.task, a), a.id) not in have
+            ]
+            if missing:
+                self.log.add_ingest(
+                    req.key,
+                    make_ingest(self.task, missing[0], req.key, rec.raw or "", rec.finish_reason, self.run_id,
+                                missing[1:], primary_id=rec.source_id),
+                )  # fmt: skip
+                n += len(missing)
+        return n
 
     def on_outcome(self, o: Outcome) -> None:
         import datetime as dt
@@ -234,6 +419,7 @@ class Generation:
         started = dt.datetime.fromtimestamp(o.started_at, dt.timezone.utc).replace(tzinfo=None)
         c = o.completion
         if c is None:
+            error = redact(o.error)  # the one place errors are stored: no key reaches the corpus
             self.log.record(
                 RequestRecord(
                     key=req.key,
@@ -241,7 +427,7 @@ class Generation:
                     status="error",
                     task=req.task,
                     source_id=req.source_id,
-                    error=o.error,
+                    error=error,
                     attempts=o.attempts,
                     run_id=self.run_id,
                     backend=self.backend_name,
@@ -249,7 +435,7 @@ class Generation:
                     latency_s=o.latency_s,
                 )  # fmt: skip
             )
-            self.stats.note_error(o.error or "error")
+            self.stats.note_error(error or "error")
             return
         rec = RequestRecord(
             key=req.key, model=req.model, status="done", task=req.task, source_id=req.source_id, raw=c.text,
@@ -257,7 +443,7 @@ class Generation:
             cost=self.price.cost(c.prompt_tokens, c.completion_tokens), attempts=o.attempts, run_id=self.run_id,
             backend=self.backend_name, started_at=started, latency_s=o.latency_s,
         )  # fmt: skip
-        ing = make_ingest(self.task, req.ctx, req.key, c.text, c.finish_reason, self.run_id)
+        ing = make_ingest(self.task, req.ctx, req.key, c.text, c.finish_reason, self.run_id, req.shared)
         self.stats.pairs += len(ing.rows)
         self.stats.quarantined += len(ing.quarantine)
         self.log.record(rec, ing)
@@ -325,9 +511,7 @@ class Generation:
             wall = time.perf_counter() - t0
             summary = {
                 "status": status,
-                "annotations": len(plan.requests) + plan.merged,
-                "requests": len(plan.requests),
-                "already_done": plan.already_done,
+                **plan.accounting(),
                 "stored_from_earlier_replies": resumed,
                 "sent": s.done + s.errors,
                 "done": s.done,
@@ -343,6 +527,7 @@ class Generation:
                 "req_per_s": (s.done + s.errors) / wall if wall > 0 else 0.0,
                 "tok_per_s": (s.prompt_tokens + s.completion_tokens) / wall if wall > 0 else 0.0,
                 "last_errors": list(s.last_errors),
+                "notes": plan.notes(),
             }
             self.corpus.finish_run(self.run_id, status, summary)
         if fatal is not None:
@@ -365,8 +550,7 @@ def estimate(plan: Plan, opts: GenerateOptions, log: RequestLog | None) -> dict[
     ctoks_max = len(plan.todo) * opts.max_tokens
     ctoks = int(len(plan.todo) * typical) if typical else ctoks_max
     return {
-        "requests": len(plan.requests),
-        "already_done": plan.already_done,
+        **plan.accounting(),
         "to_send": len(plan.todo),
         "est_prompt_tokens": ptoks,
         "est_completion_tokens": ctoks,
@@ -374,30 +558,48 @@ def estimate(plan: Plan, opts: GenerateOptions, log: RequestLog | None) -> dict[
         "est_cost_usd": price.cost(ptoks, ctoks),
         "max_cost_usd": price.cost(ptoks, ctoks_max),
         "price_known": price.known,
+        "notes": plan.notes(),
     }
 
 
 def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOptions, console: Console,
              *, dry_run: bool = False) -> dict[str, Any]:  # fmt: skip
-    anns = load_annotations(task, paths, opts.limit)
+    loaded = load_annotations(task, paths, opts.limit)
+    anns = loaded.annotations
     if not anns:
-        raise SyphusError(f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}")
-    reqs, merged = build_requests(task, anns, opts.model, opts.params())
+        why = f" ({'; '.join(loaded.lines())})" if loaded.records else ""
+        raise SyphusError(
+            f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}{why}"
+        )
+    reqs, shared = build_requests(task, anns, opts.model, opts.params())
     if dry_run:
         if not (Path(corpus_dir) / DB_NAME).exists():
-            return estimate(Plan(reqs, merged, 0, reqs), opts, None)
+            plan = Plan(reqs, shared, 0, reqs, loaded, check_images(anns, None))
+            _warn_images(plan, task, corpus_dir, console)
+            return estimate(plan, opts, None)
         with Corpus(corpus_dir) as corpus:
             log = RequestLog(corpus)
             try:
                 done = log.done_keys(r.key for r in reqs)
-                plan = Plan(reqs, merged, len(done), [r for r in reqs if r.key not in done])
+                plan = Plan(reqs, shared, len(done), [r for r in reqs if r.key not in done], loaded)
+                plan.images = check_images(anns, corpus)
+                _warn_images(plan, task, corpus_dir, console)
                 return estimate(plan, opts, log)
             finally:
                 log.close()
     with Corpus(corpus_dir) as corpus:
         gen = Generation(task, corpus, opts, console)
-        plan = gen.plan(reqs, merged)
+        plan = gen.plan(reqs, shared, loaded)
+        plan.images = check_images(anns, corpus)
+        _warn_images(plan, task, corpus_dir, console)
         return gen.run(plan, _config_of(task, paths, opts))
+
+
+def _warn_images(plan: Plan, task: Task, corpus_dir: Path, console: Console) -> None:
+    # said before the first request, so a wrong id pattern costs nothing
+    msg = plan.images.warning(task, Path(corpus_dir)) if plan.images else None
+    if msg:
+        console.print(f"warning: {msg}", style="yellow", soft_wrap=True, markup=False, highlight=False)
 
 
 # -- reparse -------------------------------------------------------------------------------------
@@ -406,8 +608,10 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
 def reparse(task: Task, paths: list[Path], corpus_dir: Path, console: Console) -> dict[str, Any]:
     """Re-run the task's current parser over every stored reply to these annotations. No requests."""
     anns = {}
-    for ann in load_annotations(task, paths, None):
+    same_prompt: dict[str, list[Annotation]] = {}  # annotations that shared one request
+    for ann in load_annotations(task, paths, None).annotations:
         anns[(task_of(task, ann), ann.id)] = ann
+        same_prompt.setdefault(request_key("", task.messages(ann), {}), []).append(ann)
     with Corpus(corpus_dir, create=False) as corpus:
         log = RequestLog(corpus)
         run_id = corpus.start_run("reparse", {"task": task.name, "annotations": [str(p) for p in paths]})
@@ -441,7 +645,8 @@ def reparse(task: Task, paths: list[Path], corpus_dir: Path, console: Console) -
                 "UPDATE requests SET ingested = FALSE WHERE key IN (SELECT unnest(?::VARCHAR[]))", [keys]
             )
         for (key, _t, _s, raw, finish), ann in matched:
-            ing = make_ingest(task, ann, key, raw or "", finish, run_id)
+            group = same_prompt[request_key("", task.messages(ann), {})]
+            ing = make_ingest(task, ann, key, raw or "", finish, run_id, [a for a in group if a is not ann])
             pairs += len(ing.rows)
             quarantined += len(ing.quarantine)
             log.add_ingest(key, ing)
@@ -462,7 +667,7 @@ def preview(task: Task, paths: list[Path], n: int, opts: GenerateOptions, consol
 
     from syphus.engine.backends import make_backend
 
-    anns = load_annotations(task, paths, n)
+    anns = load_annotations(task, paths, n).annotations
     if not anns:
         raise SyphusError(f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}")
     reqs, _ = build_requests(task, anns, opts.model, opts.params())

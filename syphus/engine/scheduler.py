@@ -22,6 +22,7 @@ from syphus.engine.backends import (
     RequestFailed,
     Retryable,
 )
+from syphus.engine.keys import redact
 from syphus.engine.pricing import Price
 
 
@@ -57,7 +58,7 @@ class Stats:
         return max(1e-9, time.perf_counter() - self.started)
 
     def note_error(self, msg: str) -> None:
-        self.last_errors.append(msg)
+        self.last_errors.append(redact(msg) or msg)  # printed at the end of a run
         del self.last_errors[:-5]
 
 
@@ -195,7 +196,7 @@ class Scheduler:
                 c = await asyncio.wait_for(self.backend.complete(req), limit)
             except (Retryable, asyncio.TimeoutError) as e:
                 retry_after = getattr(e, "retry_after", None)
-                last = str(e) or f"timeout after {self.cfg.timeout:g} s"
+                last = redact(str(e)) or f"timeout after {self.cfg.timeout:g} s"
                 self.stats.note_error(last)
                 if retry_after:
                     self._resume_at = max(self._resume_at, time.monotonic() + retry_after)
@@ -204,7 +205,7 @@ class Scheduler:
                     await asyncio.sleep(self._backoff(req.attempts, retry_after))
                 continue
             except RequestFailed as e:
-                last = str(e)
+                last = redact(str(e))
                 self.stats.note_error(last)
                 break
             finally:

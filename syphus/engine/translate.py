@@ -40,7 +40,7 @@ def source_pairs(corpus: Corpus, keys: list[str]) -> list[Any]:
 
 def translate_run(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOptions, langs: list[str],
                   console: Console) -> list[dict[str, Any]]:  # fmt: skip
-    anns = load_annotations(task, paths, opts.limit)
+    anns = load_annotations(task, paths, opts.limit).annotations
     keys = [r.key for r in build_requests(task, anns, opts.model, opts.params())[0]]
     out = []
     with Corpus(corpus_dir) as corpus:
@@ -48,10 +48,10 @@ def translate_run(task: Task, paths: list[Path], corpus_dir: Path, opts: Generat
         for lang in langs:
             tt = resolve_task("translate", lang=lang)
             tanns = list(tt.annotations_from_pairs(pairs, source_file=str(corpus_dir)))
-            reqs, merged = build_requests(tt, tanns, opts.model, opts.params())
+            reqs, shared = build_requests(tt, tanns, opts.model, opts.params())
             gen = Generation(tt, corpus, opts, console)
             summary = gen.run(
-                gen.plan(reqs, merged), {"task": "translate", "lang": lang, "model": opts.model}
+                gen.plan(reqs, shared), {"task": "translate", "lang": lang, "model": opts.model}
             )
             console.print(summary_table({**summary, "status": f"translate {lang}: {summary['status']}"}))
             out.append(summary)

@@ -39,11 +39,29 @@ class Annotation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ReadNote:
+    """A record a reader did not turn into an annotation of its own, and why: counted in the
+    generate summary, never dropped in silence."""
+
+    reason: str  # short and stable: the summary counts records by it
+    where: str  # file and record of this one, shown as an example
+
+
+class Skipped(ReadNote):
+    """A record with nothing to generate from (e.g. only blank sentences)."""
+
+
+class Merged(ReadNote):
+    """A record folded into another annotation (a repeated id, an exact duplicate)."""
+
+
 class Task(Protocol):
     name: str  # e.g. "LA"; stored in instructions.task
 
-    def read(self, paths: list[Path]) -> Iterator[Annotation]:
-        """Yield validated annotations; raise SyphusError naming file, record and field."""
+    def read(self, paths: list[Path]) -> Iterator[Annotation | ReadNote]:
+        """Yield validated annotations, and a Skipped or Merged note for each record that did
+        not become an annotation of its own; raise SyphusError naming file, record and field."""
 
     def messages(self, ann: Annotation) -> list[dict[str, str]]:
         """OpenAI-style chat messages: system, in-context user/assistant turns, the query."""
@@ -80,6 +98,7 @@ class BaseTask(ABC):
     prompt_name: str = ""
     lang: str = "en"
     default_image_id_pattern: str = ""
+    image_id_fields: tuple[str, ...] = ()  # the fields the pattern could use, named in hints
     Options: type[TaskOptions] = TaskOptions
 
     def __init__(self, **options: Any):
@@ -96,8 +115,8 @@ class BaseTask(ABC):
         self.image_id_pattern = self.options.image_id_pattern or self.default_image_id_pattern
 
     @abstractmethod
-    def read(self, paths: list[Path]) -> Iterator[Annotation]:
-        """Yield validated annotations from the dataset's own files."""
+    def read(self, paths: list[Path]) -> Iterator[Annotation | ReadNote]:
+        """Yield validated annotations (and notes on records skipped or merged) from the dataset's own files."""
 
     @abstractmethod
     def render_query(self, ann: Annotation) -> str:
@@ -119,6 +138,7 @@ class BaseTask(ABC):
         """Format ``self.image_id_pattern`` with the named fields; a bad pattern names itself."""
         from schemas.errors import SyphusError
 
+        self.image_id_fields = tuple(sorted(fields))
         try:
             return self.image_id_pattern.format(**fields)
         except (KeyError, IndexError, ValueError) as e:

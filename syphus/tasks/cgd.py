@@ -7,7 +7,7 @@ of object categories; within each such group, images are paired in id order (1st
 Groups with fewer than ``min_shared`` categories are skipped.
 
 Image ids: ``image_id_pattern`` formatted with ``image_id`` (int), ``file_name`` and ``stem``
-of each image; default ``CGD_IMG_{image_id:012d}``. The annotation id is ``<id1>-<id2>``.
+of each image; default ``{stem}``, the name ``syphus import images`` gives the file. The annotation id is ``<id1>-<id2>``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from schemas.annotations import CocoPairRecord
 from schemas.errors import SyphusError
-from syphus.tasks.base import Annotation, BaseTask, TaskOptions
+from syphus.tasks.base import Annotation, BaseTask, ReadNote, TaskOptions
 from syphus.tasks.coco import image_fields, image_record, iter_captioned, load_coco, render_image
 from syphus.tasks.readers import check_paths
 
@@ -33,10 +33,10 @@ class CGDOptions(TaskOptions):
 class CGDTask(BaseTask):
     name = "CGD"
     prompt_name = "cgd"
-    default_image_id_pattern = "CGD_IMG_{image_id:012d}"
+    default_image_id_pattern = "{stem}"
     Options = CGDOptions
 
-    def read(self, paths: list[Path]) -> Iterator[Annotation]:
+    def read(self, paths: list[Path]) -> Iterator[Annotation | ReadNote]:
         paths = check_paths(paths, self.name)
         idx = load_coco(paths)
         if not idx.has_captions or not idx.objects:
@@ -44,6 +44,7 @@ class CGDTask(BaseTask):
                 f"task {self.name}: needs a COCO captions_*.json and an instances_*.json file "
                 f"(got {[str(p) for p in paths]})"
             )
+        yield from idx.repeated
         pairs = self._pair(idx)
         for a, b, cats in sorted(pairs):
             first = image_record(idx, a, max_objects=self.options.max_objects)

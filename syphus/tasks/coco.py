@@ -22,7 +22,8 @@ from schemas.annotations import (
     CocoInstance,
 )
 from schemas.errors import SyphusError
-from syphus.tasks.readers import expect, load_json, validate
+from syphus.tasks.base import Merged
+from syphus.tasks.readers import RepeatedRecords, expect, load_json, validate
 
 
 @dataclass
@@ -34,6 +35,7 @@ class CocoIndex:
     )
     source: dict[int, str] = field(default_factory=dict)
     has_captions: bool = False
+    repeated: list[Merged] = field(default_factory=list)  # exact repeats of a caption or box record
 
 
 def _kind(path: Path, data: dict) -> str:
@@ -60,6 +62,7 @@ def load_coco(paths: list[Path]) -> CocoIndex:
                 raise SyphusError(f"{path}: field '{key}' missing (not a COCO annotation file?)")
             expect(data[key], list, f"{path}: field '{key}'", "a list")
         kind = _kind(path, data)
+        repeats = RepeatedRecords()
         for i, raw in enumerate(data["images"]):
             img = validate(CocoImage, raw, f"{path}: images[{i}]")
             idx.images.setdefault(img.id, img)
@@ -68,6 +71,9 @@ def load_coco(paths: list[Path]) -> CocoIndex:
             idx.has_captions = True
             for i, raw in enumerate(data["annotations"]):
                 cap = validate(CocoCaption, raw, f"{path}: annotations[{i}]")
+                if repeats.repeated(raw):
+                    idx.repeated.append(Merged("exact duplicate caption record", f"{path}: annotations[{i}]"))
+                    continue
                 idx.captions[cap.image_id].append(" ".join(cap.caption.split()))
         else:
             cats = {}
@@ -76,6 +82,9 @@ def load_coco(paths: list[Path]) -> CocoIndex:
                 cats[c.id] = c.name
             for i, raw in enumerate(data["annotations"]):
                 inst = validate(CocoInstance, raw, f"{path}: annotations[{i}]")
+                if repeats.repeated(raw):
+                    idx.repeated.append(Merged("exact duplicate box record", f"{path}: annotations[{i}]"))
+                    continue
                 name = cats.get(inst.category_id)
                 if name is None:
                     raise SyphusError(

@@ -120,7 +120,7 @@ class CustomTask(BaseTask):
             raise SyphusError(f"{self.spec_path}: template line {e.lineno}: {e.message}") from e
         self.model = create_model(
             f"{self.name}Record",
-            __config__=ConfigDict(extra="allow"),
+            __config__=ConfigDict(extra="allow", allow_inf_nan=False),  # NaN is not a number a prompt can use
             **{
                 name: (Optional[_TYPES[t.rstrip("?")]], None) if t.endswith("?") else (_TYPES[t], ...)  # noqa: UP045
                 for name, t in self.spec.fields.items()

@@ -10,7 +10,8 @@
 
 Input: COCO ``captions_*.json`` (required) and ``instances_*.json`` (optional, for boxes).
 Image ids: ``image_id_pattern`` formatted with ``image_id`` (int), ``file_name`` and ``stem``;
-the default ``LA_IMG_{image_id:012d}`` is MIMIC-IT's naming (``LA_IMG_000000397133``).
+the default ``{stem}`` (``000000397133``) is what ``syphus import images val2017/`` names the
+files; ``LA_IMG_{image_id:012d}`` gives MIMIC-IT's own naming (``LA_IMG_000000397133``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Literal
 
 from prompts import PromptFile, load_prompt
 from schemas.errors import SyphusError
-from syphus.tasks.base import Annotation, BaseTask, Pair, ResponseParseError, TaskOptions
+from syphus.tasks.base import Annotation, BaseTask, Pair, ReadNote, ResponseParseError, TaskOptions
 from syphus.tasks.coco import image_fields, image_record, iter_captioned, load_coco, render_image
 from syphus.tasks.parsing import LABEL_RE, REFUSAL_RE, clean_text, label_role
 
@@ -41,7 +42,7 @@ class LAOptions(TaskOptions):
 class LATask(BaseTask):
     name = "LA"
     prompt_name = "la_conversation"
-    default_image_id_pattern = "LA_IMG_{image_id:012d}"
+    default_image_id_pattern = "{stem}"
     Options = LAOptions
     fixed_kind: Kind | None = None
 
@@ -65,7 +66,7 @@ class LATask(BaseTask):
                 "prompt for LADD has no 'instructions' list to pick the describe instruction from"
             )
 
-    def read(self, paths: list[Path]) -> Iterator[Annotation]:
+    def read(self, paths: list[Path]) -> Iterator[Annotation | ReadNote]:
         from syphus.tasks.readers import check_paths
 
         paths = check_paths(paths, self.name)
@@ -74,6 +75,7 @@ class LATask(BaseTask):
             raise SyphusError(
                 f"task {self.name}: none of {[str(p) for p in paths]} is a COCO captions_*.json file"
             )
+        yield from idx.repeated
         for image_id in iter_captioned(idx):
             rec = image_record(idx, image_id, max_objects=self.options.max_objects)
             img = self.image_id(f"image {image_id}", **image_fields(rec))

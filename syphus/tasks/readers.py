@@ -38,8 +38,14 @@ def load_json(path: Path) -> Any:
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """Stream ``(line number, value)`` from a JSON-lines file, skipping blank lines."""
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise SyphusError(
+                    f"{path}: line {lineno}: not UTF-8 text ({e.reason} at byte {e.start})"
+                ) from e
             if not line.strip():
                 continue
             try:
@@ -95,7 +101,10 @@ class _JsonStream:
         self.consumed_lines += self.buf.count("\n", 0, self.pos)
         self.buf = self.buf[self.pos :]
         self.pos = 0
-        chunk = self.f.read(max(self.CHUNK, len(self.buf)))
+        try:
+            chunk = self.f.read(max(self.CHUNK, len(self.buf)))
+        except UnicodeDecodeError as e:
+            raise SyphusError(f"{self.where()}: not UTF-8 text ({e.reason}); save the file as UTF-8") from e
         if not chunk:
             self.eof = True
             return False
@@ -174,3 +183,21 @@ def iter_json_container(path: Path, kind: type, what: str = "") -> Iterator[tupl
                 return
     finally:
         s.close()
+
+
+class RepeatedRecords:
+    """Tells an exact repeat of an earlier record (same content, key order aside) from a new one,
+    so readers count repeats as merged instead of folding them in silently."""
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def repeated(self, raw: Any) -> bool:
+        import hashlib
+
+        canon = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+        digest = hashlib.blake2b(canon, digest_size=16).digest()
+        if digest in self._seen:
+            return True
+        self._seen.add(digest)
+        return False

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from schemas.annotations import ScanReferRecord, SceneObject, SceneRecord
-from syphus.tasks.base import Annotation, BaseTask, TaskOptions
-from syphus.tasks.readers import check_paths, iter_json_container, validate
+from syphus.tasks.base import Annotation, BaseTask, Merged, ReadNote, TaskOptions
+from syphus.tasks.readers import RepeatedRecords, check_paths, iter_json_container, validate
 
 
 class SNOptions(TaskOptions):
@@ -38,11 +38,15 @@ class SNTask(BaseTask):
     default_image_id_pattern = "SN_IMG_{scene_id}_{frame}"
     Options = SNOptions
 
-    def read(self, paths: list[Path]) -> Iterator[Annotation]:
+    def read(self, paths: list[Path]) -> Iterator[Annotation | ReadNote]:
+        repeats = RepeatedRecords()
         for path in check_paths(paths, self.name):
             scenes: dict[str, dict[str, SceneObject]] = {}
             for i, raw, _ in iter_json_container(path, list, "a list of ScanRefer records"):
                 rec = validate(ScanReferRecord, raw, f"{path}: record {i}")
+                if repeats.repeated(raw):
+                    yield Merged("exact duplicate record", f"{path}: record {i}")
+                    continue
                 objects = scenes.setdefault(rec.scene_id, {})
                 obj = objects.setdefault(
                     rec.object_id, SceneObject(object_id=rec.object_id, name=rec.object_name, descriptions=[])

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from schemas.annotations import TimedEvent, TvcLine, TvClipRecord, TvqaSubtitles
 from schemas.errors import SyphusError
-from syphus.tasks.base import Annotation, BaseTask, TaskOptions
+from syphus.tasks.base import Annotation, BaseTask, Merged, ReadNote, TaskOptions
 from syphus.tasks.dc import fmt_time
-from syphus.tasks.readers import check_paths, iter_jsonl, validate
+from syphus.tasks.readers import RepeatedRecords, check_paths, iter_jsonl, validate
 
 # TVR/TVC clips come from six shows; The Big Bang Theory clips carry no show prefix.
 SHOWS = {
@@ -52,7 +52,8 @@ class TVCTask(BaseTask):
     default_image_id_pattern = "TVC_IMG_{vid_name}_{frame}"
     Options = TVCOptions
 
-    def read(self, paths: list[Path]) -> Iterator[Annotation]:
+    def read(self, paths: list[Path]) -> Iterator[Annotation | ReadNote]:
+        repeats = RepeatedRecords()
         clips: dict[str, list[TvcLine]] = {}
         sources: dict[str, str] = {}
         subs: dict[str, list[TimedEvent]] = {}
@@ -68,6 +69,9 @@ class TVCTask(BaseTask):
                 if not isinstance(raw, dict):
                     raise SyphusError(f"{where}: expected a JSON object, found {type(raw).__name__}")
                 line = validate(TvcLine, raw, where)
+                if repeats.repeated(raw):
+                    yield Merged("exact duplicate line", where)
+                    continue
                 clips.setdefault(line.vid_name, []).append(line)
                 sources.setdefault(line.vid_name, str(path))
         if not clips:

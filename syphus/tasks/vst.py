@@ -9,7 +9,7 @@ list of one-element lists, each a storylet ``{"story_id", "album_id", "photo_fli
 ``story_id`` and ordered by ``worker_arranged_photo_order``; one annotation per story.
 
 Image ids: ``image_id_pattern`` formatted with ``photo_id`` (the Flickr id) and ``album_id``;
-default ``VST_IMG_{photo_id}``.
+default ``{photo_id}``, the name ``syphus import images`` gives VIST's ``<photo id>.jpg`` files.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from pathlib import Path
 
 from schemas.annotations import StoryPhoto, StoryRecord, VistAlbum, VistImage, VistStorylet
 from schemas.errors import SyphusError
-from syphus.tasks.base import Annotation, BaseTask
-from syphus.tasks.readers import check_paths, expect, load_json, validate
+from syphus.tasks.base import Annotation, BaseTask, Merged, ReadNote
+from syphus.tasks.readers import RepeatedRecords, check_paths, expect, load_json, validate
 
 
 class VSTTask(BaseTask):
     name = "VST"
     prompt_name = "vst"
-    default_image_id_pattern = "VST_IMG_{photo_id}"
+    default_image_id_pattern = "{photo_id}"
 
-    def read(self, paths: list[Path]) -> Iterator[Annotation]:
+    def read(self, paths: list[Path]) -> Iterator[Annotation | ReadNote]:
         for path in check_paths(paths, self.name):
             data = expect(load_json(path), dict, str(path), "a VIST story-in-sequence object")
             if "annotations" not in data:
@@ -46,11 +46,15 @@ class VSTTask(BaseTask):
                 alb = validate(VistAlbum, raw, f"{path}: albums[{i}]")
                 albums[alb.id] = alb
             stories: dict[str, list[VistStorylet]] = {}
+            repeats = RepeatedRecords()
             for i, raw in enumerate(
                 expect(data["annotations"], list, f"{path}: field 'annotations'", "a list")
             ):
                 item = raw[0] if isinstance(raw, list) and len(raw) == 1 else raw
                 s = validate(VistStorylet, item, f"{path}: annotations[{i}]")
+                if repeats.repeated(item):
+                    yield Merged("exact duplicate storylet", f"{path}: annotations[{i}]")
+                    continue
                 stories.setdefault(s.story_id, []).append(s)
             for story_id, storylets in stories.items():
                 storylets.sort(key=lambda s: s.worker_arranged_photo_order)

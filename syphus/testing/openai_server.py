@@ -51,6 +51,7 @@ class ServerConfig:
     hang_s: float = 3600.0
     models: list[str] | None = None  # None: any model name is served
     api_key: str | None = None  # when set, requests must carry "Authorization: Bearer <key>"
+    echo_credentials: bool = False  # error messages quote the Authorization header back, as some servers do
     batch_delay: float = 0.3  # seconds before a submitted batch reports completion
     seed: int = 0
 
@@ -186,13 +187,21 @@ def _prompt_tokens(messages: list[dict]) -> int:
     return sum(_ntokens(str(m.get("content", ""))) for m in messages)
 
 
+def _echo(st: _State, request: web.Request) -> str:
+    return (
+        f" You sent: Authorization: {request.headers.get('Authorization', '')}"
+        if st.cfg.echo_credentials
+        else ""
+    )
+
+
 def _check_auth(st: _State, request: web.Request) -> web.Response | None:
     if st.cfg.api_key is None:
         return None
     auth = request.headers.get("Authorization", "")
     key = request.headers.get("x-api-key", "")
     if auth != f"Bearer {st.cfg.api_key}" and key != st.cfg.api_key:
-        return _openai_error(401, "Incorrect API key provided.", "invalid_api_key")
+        return _openai_error(401, "Incorrect API key provided." + _echo(st, request), "invalid_api_key")
     return None
 
 
@@ -237,9 +246,11 @@ def make_app(cfg: ServerConfig) -> web.Application:
                 429, "Rate limit reached", "rate_limit_exceeded", {"Retry-After": f"{cfg.retry_after:g}"}
             )
         if fault == "500":
-            return _openai_error(500, "The server had an error while processing your request.")
+            return _openai_error(
+                500, "The server had an error while processing your request." + _echo(st, request)
+            )
         if fault == "401":
-            return _openai_error(401, "Incorrect API key provided.", "invalid_api_key")
+            return _openai_error(401, "Incorrect API key provided." + _echo(st, request), "invalid_api_key")
         if fault == "404":
             return _openai_error(404, "The model does not exist", "model_not_found")
         if fault == "hang":

@@ -35,7 +35,7 @@ def test_batch_resumes_by_stored_batch_id_after_a_crash(serve, notes, tmp_path):
     path = notes(5)
     o = opts(srv, "openai/gpt-4o-mini")
     task = EchoTask()
-    reqs, _ = build_requests(task, load_annotations(task, [path], None), o.model, o.params())
+    reqs, _ = build_requests(task, load_annotations(task, [path], None).annotations, o.model, o.params())
     # a run that submitted its batch and died before collecting it
     with Corpus(tmp_path / "c") as c:
         log = RequestLog(c)

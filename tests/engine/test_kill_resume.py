@@ -40,7 +40,7 @@ def test_kill9_and_resume_never_duplicates(serve, tmp_path):
 
     task = EchoTask()
     reqs, _ = build_requests(
-        task, load_annotations(task, [path], None), "m", {"temperature": 0.7, "max_tokens": 64}
+        task, load_annotations(task, [path], None).annotations, "m", {"temperature": 0.7, "max_tokens": 64}
     )
     server_key = {
         r.key: hashlib.sha256(json.dumps({"model": "m", "messages": r.messages, "temperature": 0.7, "max_tokens": 64},

@@ -237,16 +237,21 @@ CASES = {
         coco_files,
         {},
         ["A man slicing bread", "knife: [0.500, 0.500, 0.600, 0.600]", "person: [0.100, 0.100"],
+        ["000000397133"],  # the file stem, as `import images` names it
+    ),
+    "LACR": (
+        coco_files,
+        {"image_id_pattern": "LA_IMG_{image_id:012d}"},
+        ["A cook with a knife"],
         ["LA_IMG_000000397133"],
     ),
-    "LACR": (coco_files, {}, ["A cook with a knife"], ["LA_IMG_000000397133"]),
     "CGD": (
         coco_files,
         {},
         ["Image 1", "Image 2", "A woman cutting vegetables", "A man slicing bread"],
-        ["CGD_IMG_000000397133", "CGD_IMG_000000397134"],
+        ["000000397133", "000000397134"],
     ),
-    "SD": (sd_files, {}, ["The white car is gone.", "A man is walking."], ["SD_IMG_57_1", "SD_IMG_57_2"]),
+    "SD": (sd_files, {}, ["The white car is gone.", "A man is walking."], ["57", "57_2"]),
     "SN": (
         sn_files,
         {"frames": 2},
@@ -273,7 +278,7 @@ CASES = {
             '1. title "the beach"; tags: sea, sand. Story: We arrived at the beach.',
             "2. Story: We swam until dark.",
         ],
-        ["VST_IMG_111", "VST_IMG_222"],
+        ["111", "222"],
     ),
     "E4D": (
         e4d_files,
