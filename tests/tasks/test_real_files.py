@@ -33,11 +33,6 @@ EGO4D = REAL / "ego4d" / "narration.json"
 MIMICIT = REAL / "mimicit"
 OTTER_MIX = REAL / "otter_mix" / "Demo_Data.yaml"
 
-GEN_BRANCH = pytest.mark.xfail(
-    strict=True, reason="fixed on branch gen: empty-sentence records skipped, repeated img_id merged"
-)
-
-
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
     # a wide terminal, so that rich does not cut table cells
     env = {**os.environ, "COLUMNS": "200"}
@@ -98,7 +93,6 @@ def test_sd_slice_is_what_its_source_says():
     assert sum(n > 1 for n in ids.values()) == 73 and len(_sd_pairs()) == 264
 
 
-@GEN_BRANCH
 def test_sd_reader_gives_one_annotation_per_pair_with_every_annotators_sentences():
     pairs = _sd_pairs()
     # the image ids Otter's convert-it gives Spot-the-Diff pairs (mimic-it/convert-it/datasets/change.py)
@@ -110,7 +104,6 @@ def test_sd_reader_gives_one_annotation_per_pair_with_every_annotators_sentences
     assert by_id["5406"].image_ids == ["SD_IMG_05406_1", "SD_IMG_05406_2"]
 
 
-@GEN_BRANCH
 def test_sd_generate_dry_run_accounts_for_every_record_of_the_real_file(tmp_path):
     args = ["generate", "--task", "SD", "--annotations", SD_VAL, "--corpus", tmp_path / "c", "--dry-run"]
     r = cli(*args)
