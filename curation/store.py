@@ -22,6 +22,7 @@ import json
 import mmap
 import os
 import platform
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -83,6 +84,19 @@ CREATE OR REPLACE VIEW active_instructions AS
     SELECT * FROM instructions i
     WHERE NOT EXISTS (SELECT 1 FROM instruction_flags f WHERE f.ins_id = i.id AND f.active);
 """
+
+
+# Instruction ids and task names become file names on export ({TASK}_instructions.json), so
+# they are limited to characters that are safe in a path component on every system.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
+NAME_RULE = "letters, digits, '_', '.', '-'; not starting with '.' or '-'; at most 200 characters"
+
+
+def check_name(value: object, *, what: str) -> str:
+    """Return ``value`` if it is a valid instruction id or task name, else raise SyphusError."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise SyphusError(f"{what} {value!r}: not a valid name (allowed: {NAME_RULE})")
+    return value
 
 
 def now() -> _dt.datetime:
@@ -299,6 +313,9 @@ class Corpus:
         make a larger unit atomic. Ids already present are an error (SyphusError)."""
         if not rows:
             return 0
+        for r in rows:
+            check_name(r.id, what="instruction id")
+            check_name(r.task, what=f"instruction '{r.id}': task")
         ids = [r.id for r in rows]
         dup = self.con.execute(
             "SELECT id FROM instructions WHERE id IN (SELECT unnest(?::VARCHAR[])) LIMIT 1", [ids]

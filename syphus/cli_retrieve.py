@@ -275,6 +275,17 @@ def curate_cmd(
         con.print(f"run {res.run_id}; undo with: syphus curate {corpus} --unflag-run {res.run_id}")
 
 
+def _is_plan(path: Path) -> bool:
+    """A plan 'syphus mix' wrote (so --out may replace it)."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"version", "mix_file", "seed", "datasets"} <= doc.keys()
+
+
 def mix(
     mix_yaml: Path = typer.Argument(
         ..., help="Dataset-mix YAML (Otter's group format, or shards_path datasets)."
@@ -289,8 +300,10 @@ def mix(
     from rich.table import Table
 
     from curation.mix import plan_mix
+    from curation.outputs import check_output_file
 
     out = out or mix_yaml.with_suffix(".plan.json")
+    check_output_file(out, recognise=_is_plan, what="sampling plan")
     plan = plan_mix(mix_yaml, seed=seed, out=out)
     t = Table(title=f"mix {mix_yaml} (seed {seed})")
     for col in (

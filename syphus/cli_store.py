@@ -130,20 +130,36 @@ def export_mimicit_cmd(
     include_flagged: bool = typer.Option(
         False, "--include-flagged", help="Also export pairs 'syphus curate' flagged."
     ),
+    merge: str | None = typer.Option(
+        None,
+        "--merge",
+        help="Write all tasks into one NAME_instructions.json / NAME_train.json / NAME.parquet, "
+        "keeping in-context examples that cross tasks.",
+    ),
 ) -> None:
     """Write {TASK}_instructions.json, {TASK}_train.json and {TASK}.parquet (images keyed by id,
-    'base64' column) in the layout the original Otter code reads."""
+    'base64' column) in the layout the original Otter code reads. Every id a file's rel_ins_ids
+    and *_train.json name is in that same file (Otter resolves ids only there): in-context ids
+    of another task's file are dropped and counted, unless --merge puts all tasks in one file."""
     from curation.mimicit_io import export_mimicit
     from curation.store import Corpus
     from syphus.ui import progress_bar, summary_table
 
     with Corpus(corpus, create=False) as c, progress_bar("exporting images", None, bytes_rate=True) as adv:
-        r = export_mimicit(c, out, tasks=task or None, include_flagged=include_flagged, progress=adv)
-    summary_table(
-        f"export mimicit -> {out}",
-        [("instructions", r.instructions), ("images", r.images), ("image bytes", _mb(r.image_bytes))]
-        + [("file", f) for f in r.files],
-    )
+        r = export_mimicit(
+            c, out, tasks=task or None, include_flagged=include_flagged, merge=merge, progress=adv
+        )
+    rows = [("instructions", r.instructions), ("images", r.images), ("image bytes", _mb(r.image_bytes))]
+    if r.dropped_cross_file:
+        rows.append(
+            (
+                "in-context ids dropped: in another task's file",
+                f"{r.dropped_cross_file} (keep them with --merge NAME, or retrieve with --same-task)",
+            )
+        )
+    if r.dropped_not_exported:
+        rows.append(("in-context ids dropped: pair not exported (flagged)", r.dropped_not_exported))
+    summary_table(f"export mimicit -> {out}", rows + [("file", f) for f in r.files])
 
 
 @export_app.command("shards")
