@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +47,12 @@ class ImportReport:
     image_bytes: int = 0
     context_rows: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    skip_examples: dict[str, str] = field(default_factory=dict)  # per reason, the first message
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, example: str | None = None) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if example:
+            self.skip_examples.setdefault(reason, example)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -167,18 +171,36 @@ def iter_json_images(path: Path) -> Iterator[tuple[str, str, str]]:
     """Stream the older ``{id: base64}`` images JSON without loading it whole."""
     import ijson
 
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise SyphusError(f"{path}: empty file (expected an images JSON object)")
     with open(path, "rb") as f:
+        head = f.read(4096).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
+        if head and head[:1] != b"{":
+            raise SyphusError(f"{path}: expected a JSON object mapping image ids to base64 (an images JSON)")
+        f.seek(0)
+        n, last = 0, None
         try:
             for iid, v in ijson.kvitems(f, ""):
                 if not isinstance(v, str):
                     raise SyphusError(f"{path}: image '{iid}': expected a base64 string")
                 yield iid, v, f"{path}: image '{iid}'"
+                n, last = n + 1, iid
         except ijson.JSONError as e:
-            raise SyphusError(f"{path}: malformed JSON ({e})") from e
+            after = _after_text(n, last)
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "premature EOF" in first:
+                raise SyphusError(
+                    f"{path}: truncated images JSON: the file ends at byte {size} {after}; "
+                    "copy the whole file again"
+                ) from e
+            raise SyphusError(f"{path}: malformed images JSON near byte {f.tell()} {after}: {first}") from e
         except UnicodeDecodeError as e:
-            raise SyphusError(f"{path}: not UTF-8 text ({e})") from e
+            raise SyphusError(f"{path}: not UTF-8 text {_after_text(n, last)} ({e.reason})") from e
+
+
+def _after_text(n: int, last: str | None) -> str:
+    return f"after image {n} ('{last}')" if last is not None else "before the first image"
 
 
 def iter_image_file(path: Path) -> Iterator[tuple[str, str | bytes, str]]:
@@ -282,7 +304,7 @@ def _import_images(corpus, paths, run_id, report, *, skip_bad, max_pixels, rows_
                     if not skip_bad:
                         raise
                     corpus.quarantine("import", str(e), source=str(path), record_id=iid, run_id=run_id)
-                    report.skip("bad image")
+                    report.skip("bad image", str(e))
                 if len(batch) >= 256:
                     _add_images(corpus, w, batch, path, run_id, report, skip_bad, progress)
                     batch = []
@@ -299,9 +321,11 @@ def _add_images(corpus, writer, batch, path, run_id, report, skip_bad, progress)
             good.append((iid, data, where))
         except SyphusError as e:
             if not skip_bad:
-                raise
+                raise SyphusError(
+                    f"{e} (pass --skip-bad to skip such images: counted and quarantined)"
+                ) from e
             corpus.quarantine("import", str(e), source=str(path), record_id=iid, run_id=run_id)
-            report.skip("bad image")
+            report.skip("bad image", str(e))
     for (_iid, data, _w), status in zip(good, writer.add_batch(good, infos), strict=True):
         if status == "existing":
             report.images_existing += 1
@@ -320,7 +344,7 @@ def _import_records(
         if not skip_bad:
             raise SyphusError(msg)
         corpus.quarantine("import", msg, source=str(source), record_id=ins_id, run_id=run_id, raw=raw)
-        report.skip(reason)
+        report.skip(reason, msg)
 
     ids = list(records)
     existing = {
@@ -447,6 +471,20 @@ def iter_image_paths(spec: str) -> list[Path]:
     return sorted(files)
 
 
+def _is_utf8(text: str) -> bool:
+    """False for names the OS gave as undecodable bytes (Python keeps them as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(path: str | Path) -> str:
+    """A path as text that any terminal and DuckDB accept (undecodable bytes as \\xNN)."""
+    return os.fsencode(str(path)).decode("utf-8", errors="backslashreplace")
+
+
 def image_id_for(path: Path, root: Path | None, pattern: str) -> str:
     rel = path.relative_to(root) if root and path.is_relative_to(root) else path
     try:
@@ -473,17 +511,30 @@ def import_image_files(
     files = iter_image_paths(spec) if files is None else files
     root = Path(spec) if Path(spec).is_dir() else None
     ids: dict[str, Path] = {}
+    bad_names: list[Path] = []
     for f in files:
+        if not _is_utf8(str(f)):
+            if not skip_bad:
+                raise SyphusError(
+                    f"{printable(f)}: file name is not valid UTF-8; rename it (e.g. with convmv), "
+                    "or pass --skip-bad to skip such files (counted)"
+                )
+            bad_names.append(f)
+            continue
         iid = image_id_for(f, root, id_pattern)
         if iid in ids:
             raise SyphusError(
                 f"{f}: image id '{iid}' also given by {ids[iid]} (use --id-pattern '{{relpath}}')"
             )
         ids[iid] = f
-    run_id = corpus.start_run("import images", {"spec": spec, "id_pattern": id_pattern})
+    run_id = corpus.start_run("import images", {"spec": printable(spec), "id_pattern": id_pattern})
     report = ImportReport(run_id)
+    for f in bad_names:
+        msg = f"{printable(f)}: file name is not valid UTF-8"
+        corpus.quarantine("import", msg, source=printable(spec), record_id=printable(f.name), run_id=run_id)
+        report.skip("file name not UTF-8", msg)
     try:
-        with corpus.image_writer(run_id, max_pixels=max_pixels, source=spec) as w:
+        with corpus.image_writer(run_id, max_pixels=max_pixels, source=printable(spec)) as w:
             batch: list[tuple[str, bytes, str]] = []
             for iid, f in ids.items():
                 batch.append((iid, f.read_bytes(), str(f)))

@@ -120,6 +120,17 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def open_shard(path: str | Path) -> int:
+    """A read descriptor for an image shard; a missing or unreadable shard is a one-line error."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise SyphusError(
+            f"{path}: cannot read image shard ({e.strerror}); the corpus is damaged: restore the file "
+            "from a backup, or re-import its images"
+        ) from e
+
+
 @dataclass
 class ImageLocation:
     shard: str
@@ -266,8 +277,7 @@ class Corpus:
             with self._fd_lock:
                 fd = self._fds.get(shard)
                 if fd is None:
-                    fd = os.open(self.images_dir / shard, os.O_RDONLY)
-                    self._fds[shard] = fd
+                    fd = self._fds[shard] = open_shard(self.images_dir / shard)
         return fd
 
     def get_image(self, image_id: str) -> bytes:
@@ -304,7 +314,10 @@ class Corpus:
             if not rows:
                 break
             for iid, shard, off, n in rows:
-                yield iid, os.pread(self._fd(shard), n, off)
+                data = os.pread(self._fd(shard), n, off)
+                if len(data) != n:
+                    raise SyphusError(f"{self.images_dir / shard}: truncated shard (image '{iid}')")
+                yield iid, data
 
     # -- instructions ------------------------------------------------------------------------
 

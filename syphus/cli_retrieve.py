@@ -97,6 +97,10 @@ def embed(
         f"embedded {stats.embedded} {kind}s with {stats.model} ({stats.cached} already cached, {stats.total} in corpus)"
         f" in {stats.seconds:.1f}s" + (f", {stats.per_second:.1f}/s" if stats.embedded else "")
     )
+    if stats.undecodable:
+        Console().print(
+            f"skipped {stats.undecodable} image(s) whose stored bytes do not decode, e.g. {stats.undecodable_example}"
+        )
 
 
 def retrieve(
@@ -191,6 +195,11 @@ def retrieve(
         f"{res.queries} queries, {res.rows} context rows, {res.short_queries} with fewer than k after exclusions,"
         f" {res.skipped_no_image} without images skipped; {res.seconds:.1f}s"
     )
+    if res.undecodable_images:
+        con.print(
+            f"{res.undecodable_images} image(s) left out because their stored bytes do not decode"
+            f" (e.g. '{res.undecodable_example}'); re-import them to include them"
+        )
 
 
 def curate_cmd(

@@ -22,6 +22,14 @@ MAX_PIXELS = typer.Option(
 )
 
 
+def _skipped_rows(r) -> list[tuple[str, str]]:
+    """One summary row per skip reason: the count and the first example."""
+    return [
+        (f"skipped: {k}", f"{v} (e.g. {r.skip_examples[k]})" if k in r.skip_examples else str(v))
+        for k, v in r.skipped.items()
+    ]
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
@@ -80,7 +88,7 @@ def import_mimicit_cmd(
         ("image bytes", f"{_mb(r.image_bytes)} ({r.image_bytes / 1e6 / max(dt, 1e-9):.1f} MB/s)"),
         ("context links", r.context_rows),
     ]
-    rows += [(f"skipped: {k}", v) for k, v in r.skipped.items()]
+    rows += _skipped_rows(r)
     summary_table(f"import mimicit {instructions.name}", rows)
 
 
@@ -118,7 +126,7 @@ def import_images_cmd(
         ("already present", r.images_existing),
         ("bytes", _mb(r.image_bytes)),
     ]
-    rows += [(f"skipped: {k}", v) for k, v in r.skipped.items()]
+    rows += _skipped_rows(r)
     summary_table(f"import images {source}", rows)
 
 
