@@ -504,6 +504,7 @@ def import_image_files(
     id_pattern: str = "{stem}",
     skip_bad: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    rows_per_shard: int = 4096,
     progress: Progress | None = None,
     files: list[Path] | None = None,
 ) -> ImportReport:
@@ -534,7 +535,9 @@ def import_image_files(
         corpus.quarantine("import", msg, source=printable(spec), record_id=printable(f.name), run_id=run_id)
         report.skip("file name not UTF-8", msg)
     try:
-        with corpus.image_writer(run_id, max_pixels=max_pixels, source=printable(spec)) as w:
+        with corpus.image_writer(
+            run_id, max_pixels=max_pixels, source=printable(spec), rows_per_shard=rows_per_shard
+        ) as w:
             batch: list[tuple[str, bytes, str]] = []
             for iid, f in ids.items():
                 batch.append((iid, f.read_bytes(), str(f)))

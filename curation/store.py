@@ -465,6 +465,8 @@ class ImageShardWriter:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         source: str | None = None,
     ):
+        if rows_per_shard < 1:
+            raise SyphusError(f"--rows-per-shard: must be at least 1 (got {rows_per_shard})")
         self.corpus = corpus
         self.run_id = run_id
         self.rows_per_shard = rows_per_shard

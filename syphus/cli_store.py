@@ -103,6 +103,9 @@ def import_images_cmd(
     ),
     skip_bad: bool = SKIP_BAD,
     max_pixels: int = MAX_PIXELS,
+    rows_per_shard: int = typer.Option(
+        4096, "--rows-per-shard", help="Images per shard file (each is one commit)."
+    ),
 ) -> None:
     """Ingest image files as they are (original bytes, never re-encoded; identical bytes stored once)."""
     from curation.mimicit_io import import_image_files, iter_image_paths
@@ -117,6 +120,7 @@ def import_images_cmd(
             id_pattern=id_pattern,
             skip_bad=skip_bad,
             max_pixels=max_pixels,
+            rows_per_shard=rows_per_shard,
             progress=adv,
             files=files,
         )
