@@ -159,13 +159,21 @@ class Corpus:
     def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False):
         self.path = Path(path)
         db = self.path / DB_NAME
+        self.images_dir = self.path / IMAGES_DIR
         if not db.exists():
             if not create or read_only:
                 raise SyphusError(
                     f"{self.path}: no corpus here (missing {DB_NAME}); create one with 'syphus import'"
                 )
+            if self.path.exists() and not self.path.is_dir():
+                raise SyphusError(f"{self.path}: is a file, not a corpus folder; choose another --corpus")
+            if self.images_dir.is_dir() and any(self.images_dir.iterdir()):
+                # a new corpus would treat the files there as its own shards
+                raise SyphusError(
+                    f"{self.path}: has an '{IMAGES_DIR}/' folder but no {DB_NAME}, so it is not a corpus; "
+                    "choose a new or empty folder for the corpus"
+                )
             self.path.mkdir(parents=True, exist_ok=True)
-        self.images_dir = self.path / IMAGES_DIR
         if not read_only:
             self.images_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -208,7 +216,9 @@ class Corpus:
         """Delete shard files a killed command left behind (never referenced by a committed row)."""
         known = {r[0] for r in self.con.execute("SELECT name FROM image_shards").fetchall()}
         for f in self.images_dir.iterdir():
-            if f.name.endswith(".partial") or (f.suffix == ".parquet" and f.name not in known):
+            if not f.name.startswith("shard-"):  # only names the store gives its shards
+                continue
+            if f.name.endswith(".parquet.partial") or (f.name.endswith(".parquet") and f.name not in known):
                 f.unlink(missing_ok=True)
 
     @contextmanager

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from curation.store import Corpus
-from tests.store.helpers import one_error_line, run_syphus, write_mimicit
+from tests.store.helpers import one_error_line, png, run_syphus, write_mimicit
 from tests.store.test_mimicit_io import snapshot
 
 
@@ -238,3 +238,22 @@ def test_mimicit_export_of_a_multi_task_corpus_satisfies_otters_loader(tmp_path)
             ("LA", 6),
             ("SD", 5),
         ]
+
+
+def test_a_corpus_never_deletes_files_it_did_not_write(corpus, tmp_path):
+    # a folder with an images/ of someone else's parquet files is not taken for a corpus
+    download = tmp_path / "download"
+    (download / "images").mkdir(parents=True)
+    (download / "images" / "LA.parquet").write_bytes(b"their images")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(png(1))
+    rc, _, err = run_syphus("import", "images", photos, "-c", download)
+    assert rc == 1 and "not a corpus" in one_error_line(err)
+    assert (download / "images" / "LA.parquet").read_bytes() == b"their images"
+    assert not (download / "corpus.duckdb").exists()
+    # in a real corpus, only files named like its shards are ever cleaned up
+    (corpus / "images" / "notes.parquet").write_bytes(b"mine")
+    assert run_syphus("stats", "-c", corpus)[0] == 0
+    assert run_syphus("import", "images", photos, "-c", corpus)[0] == 0
+    assert (corpus / "images" / "notes.parquet").read_bytes() == b"mine"
