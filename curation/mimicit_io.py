@@ -586,6 +586,7 @@ class ExportReport:
     image_bytes: int = 0
     dropped_cross_file: int = 0  # context ids naming a pair exported to another file
     dropped_not_exported: int = 0  # context ids naming a pair not exported (flagged) or unknown
+    skipped_missing_images: int = 0  # pairs left out because the corpus lacks one of their images
 
 
 def _pandas_images_schema() -> pa.Schema:
@@ -716,7 +717,19 @@ def export_mimicit(
             f"SELECT id, task FROM {table} WHERE task IN (SELECT unnest(?::VARCHAR[]))", [list(tasks)]
         ).fetchall()
     }
+    # a pair whose images the corpus lacks would send Otter's loader to a missing parquet row
+    missing_images = {
+        r[0]
+        for r in corpus.con.execute(
+            f"SELECT DISTINCT x.ins_id FROM instruction_images x JOIN {table} i ON i.id = x.ins_id "
+            "WHERE i.task IN (SELECT unnest(?::VARCHAR[])) AND x.image_id NOT IN (SELECT id FROM images)",
+            [list(tasks)],
+        ).fetchall()
+    }
+    for ins_id in missing_images:
+        exported_task.pop(ins_id, None)
     report = ExportReport()
+    report.skipped_missing_images = len(missing_images)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     for name, group_tasks in groups.items():
         rows = corpus.con.execute(
@@ -725,6 +738,7 @@ def export_mimicit(
             f"FROM {table} i WHERE i.task IN (SELECT unnest(?::VARCHAR[])) ORDER BY i.id",
             [group_tasks],
         ).fetchall()
+        rows = [r for r in rows if r[0] not in missing_images]
         in_file = {r[0] for r in rows}
 
         data: dict[str, Any] = {}

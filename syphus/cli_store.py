@@ -169,8 +169,10 @@ def export_mimicit_cmd(
                 f"{r.dropped_cross_file} (keep them with --merge NAME, or retrieve with --same-task)",
             )
         )
+    if r.skipped_missing_images:
+        rows.append(("pairs skipped (missing images)", r.skipped_missing_images))
     if r.dropped_not_exported:
-        rows.append(("in-context ids dropped: pair not exported (flagged)", r.dropped_not_exported))
+        rows.append(("in-context ids dropped: pair not exported", r.dropped_not_exported))
     summary_table(f"export mimicit -> {out}", rows + [("file", f) for f in r.files])
 
 

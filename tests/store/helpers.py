@@ -106,3 +106,12 @@ def one_error_line(err: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+def summary_value(out: str, label: str) -> str:
+    """The value beside ``label`` in a summary table the CLI printed."""
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) >= 2 and cells[0] == label:
+            return cells[1]
+    raise AssertionError(f"no summary row '{label}' in:\n{out}")

@@ -9,7 +9,7 @@ import os
 
 from PIL import Image
 
-from tests.store.helpers import jpeg, one_error_line, run_syphus, write_mimicit
+from tests.store.helpers import jpeg, one_error_line, run_syphus, summary_value, write_mimicit
 from tests.store.test_mimicit_io import snapshot
 
 
@@ -27,7 +27,8 @@ def test_truncated_jpeg_is_refused_at_import_not_later(tmp_path):
     assert snapshot(c)[2] == []
     rc, out, err = run_syphus("import", "images", photos, "-c", c, "--skip-bad")
     assert rc == 0, err
-    assert "skipped: bad image │ 1 (e.g." in out and "p1.jpg: corrupt image bytes" in out
+    assert summary_value(out, "skipped: bad image").startswith("1 (e.g. ")
+    assert "p1.jpg: corrupt image bytes" in out
     assert [r[0] for r in snapshot(c)[2]] == ["p0", "p2"]
 
 
@@ -54,7 +55,8 @@ def test_non_utf8_file_name_is_named_in_one_line(tmp_path):
     line = one_error_line(err)
     assert rc == 1 and "caf\\xe9.jpg: file name is not valid UTF-8" in line
     rc, out, err = run_syphus("import", "images", photos, "-c", c, "--skip-bad")
-    assert rc == 0 and "skipped: file name not UTF-8 │ 1" in out, out + err
+    assert rc == 0, err
+    assert summary_value(out, "skipped: file name not UTF-8").startswith("1 (e.g. ")
     assert [r[0] for r in snapshot(c)[2]] == ["ok"]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from curation.store import Corpus
-from tests.store.helpers import one_error_line, png, run_syphus, write_mimicit
+from tests.store.helpers import one_error_line, png, run_syphus, summary_value, write_mimicit
 from tests.store.test_mimicit_io import snapshot
 
 
@@ -218,7 +218,8 @@ def test_mimicit_export_of_a_multi_task_corpus_satisfies_otters_loader(tmp_path)
 
     rc, out, err = run_syphus("export", "mimicit", "-c", c, "-o", tmp_path / "split")
     assert rc == 0, err
-    assert "in another task's file │ 5 (keep them with --merge NAME" in out
+    dropped = summary_value(out, "in-context ids dropped: in another task's file")
+    assert dropped.startswith("5 (keep them with --merge NAME")
     links = _otter_contract(tmp_path / "split")
     assert set(links) == {"LA", "SD"}
     assert links["SD"] == 5 * 2  # rel_ins_ids (1 left each) + the train entries that repeat them
@@ -257,3 +258,18 @@ def test_a_corpus_never_deletes_files_it_did_not_write(corpus, tmp_path):
     assert run_syphus("stats", "-c", corpus)[0] == 0
     assert run_syphus("import", "images", photos, "-c", corpus)[0] == 0
     assert (corpus / "images" / "notes.parquet").read_bytes() == b"mine"
+
+
+def test_mimicit_export_leaves_out_pairs_whose_images_are_missing(tmp_path):
+    la = write_mimicit(tmp_path / "la", task="LA", n_images=5, n_ins=6)
+    c = tmp_path / "c"
+    assert run_syphus("import", "mimicit", la["instructions"], "-c", c, "-i", la["images"])[0] == 0
+    with Corpus(c) as cc:  # as after 'generate' for annotations whose images were never imported
+        cc.con.execute("DELETE FROM images WHERE id = 'LA_IMG_000004'")
+    rc, out, err = run_syphus("export", "mimicit", "-c", c, "-o", tmp_path / "out")
+    assert rc == 0, err
+    assert summary_value(out, "pairs skipped (missing images)") == "2"
+    assert summary_value(out, "in-context ids dropped: pair not exported") == "3"
+    _otter_contract(tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "LA_instructions.json").read_text(encoding="utf-8"))["data"]
+    assert sorted(data) == [f"LA_INS_{k:05d}" for k in (0, 1, 2, 5)]
