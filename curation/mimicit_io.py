@@ -46,6 +46,8 @@ class ImportReport:
     images_deduplicated: int = 0
     image_bytes: int = 0
     context_rows: int = 0
+    context_unresolved: int = 0  # in-context ids naming no pair of the file or corpus (kept)
+    context_unresolved_example: str | None = None
     skipped: dict[str, int] = field(default_factory=dict)
     skip_examples: dict[str, str] = field(default_factory=dict)  # per reason, the first message
 
@@ -401,11 +403,13 @@ def _import_records(
             )
         )
         keep.add(ins_id)
-    # in-context ids must name a pair of this file or of the corpus: a dangling id would make
-    # every later consumer (export, training, Otter's own loader) fail or silently lose context
+    # In-context ids that name no pair of this file or of the corpus are kept (they resolve once
+    # the file holding them is imported, in any order) and counted, so none goes unnoticed;
+    # exports leave out the ones still unresolved, and count them there too.
     present = keep | (set(existing) & set(records))
     outside = sorted(
-        {r for q in keep for r in records[q].rel_ins_ids} | {r for v in (train_map or {}).values() for r in v}
+        {r for q in keep for r in records[q].rel_ins_ids}
+        | {r for q, v in (train_map or {}).items() if q in keep for r in v}
     )
     outside = [r for r in outside if r not in present]
     if outside:
@@ -416,38 +420,29 @@ def _import_records(
             ).fetchall()
         }
 
-    def links(q: str, related: list[str], where: str, source: Path) -> list[tuple[str, int, str, None]]:
-        out = []
+    def links(q: str, related: list[str]) -> list[tuple[str, int, str, None]]:
         for r in related:
-            if r in present:
-                out.append((q, len(out), r, None))
-            else:
-                bad(
-                    f"{where} names unknown instruction id '{r}' (not in this file or the corpus; "
-                    "import the file that holds it first, or pass --skip-bad to drop such links)",
-                    "unknown in-context id",
-                    q,
-                    source=source,
-                )
-        return out
+            if r not in present:
+                report.context_unresolved += 1
+                report.context_unresolved_example = report.context_unresolved_example or r
+        return [(q, k, r, None) for k, r in enumerate(related)]
 
-    ctx_rel = [
-        link
-        for q in keep
-        for link in links(q, records[q].rel_ins_ids, f"{path}: record '{q}': field 'rel_ins_ids'", path)
-    ]
+    ctx_rel = [link for q in keep for link in links(q, records[q].rel_ins_ids)]
     ctx_train: list[tuple[str, int, str, None]] = []
-    for q, rel in (train_map or {}).items():
-        if q not in records:
-            bad(
-                f"{train_path}: entry '{q}' names no instruction of {path.name} (pass the matching "
-                "*_train.json, or --skip-bad to drop such entries)",
-                "unknown train entry",
-                q,
-                source=train_path,
+    if train_map:
+        unknown = [q for q in train_map if q not in records]
+        if len(unknown) == len(train_map):
+            raise SyphusError(
+                f"{train_path}: none of its {len(train_map)} entries names an instruction of {path.name} "
+                f"(e.g. '{unknown[0]}'); pass the *_train.json that belongs to this file"
             )
-        elif q in keep:
-            ctx_train += links(q, rel, f"{train_path}: entry '{q}'", train_path)
+        for q in unknown:  # a train entry needs its pair: nothing to attach it to, so it is dropped
+            msg = f"{train_path}: entry '{q}' names no instruction of {path.name}"
+            corpus.quarantine("import", msg, source=str(train_path), record_id=q, run_id=run_id)
+            report.skip("train entry without its pair", msg)
+        for q, rel in train_map.items():
+            if q in keep:
+                ctx_train += links(q, rel)
     with corpus.transaction():
         report.instructions_added = corpus.add_instructions(rows, run_id)
         report.context_rows = corpus.add_context_sets(ctx_rel, METHOD_REL, run_id)

@@ -58,6 +58,7 @@ class ShardExportReport:
     parts: int
     images: int
     skipped_missing_images: int
+    context_dropped: int = 0  # in-context ids left out: pair not in the corpus or images missing
 
 
 _PART = re.compile(r"(part|images)-\d{5}\.parquet")
@@ -134,7 +135,7 @@ def export_shards(
     parts: list[ShardFiles] = []
     tasks_c: Counter[str] = Counter()
     langs_c: Counter[str] = Counter()
-    total = skipped = n_images = 0
+    total = skipped = n_images = context_dropped = 0
     for p, start in enumerate(range(0, len(ids_rows), rows_per_part)):
         chunk = ids_rows[start : start + rows_per_part]
         ids = [r[0] for r in chunk]
@@ -157,6 +158,8 @@ def export_shards(
                     ci, ca, cimgs = related[cid]
                     context.append({"id": cid, "instruction": ci, "answer": ca, "image_ids": cimgs})
                     need.update(cimgs)
+                else:  # a pair not in the corpus (yet), or one whose images are missing
+                    context_dropped += 1
             need.update(imgs)
             for k, v in (
                 ("id", ins_id),
@@ -221,4 +224,6 @@ def export_shards(
         shutil.rmtree(old)
     else:
         tmp.rename(out)
-    return ShardExportReport(str(out / "manifest.json"), total, len(parts), n_images, skipped)
+    return ShardExportReport(
+        str(out / "manifest.json"), total, len(parts), n_images, skipped, context_dropped
+    )

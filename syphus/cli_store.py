@@ -88,6 +88,14 @@ def import_mimicit_cmd(
         ("image bytes", f"{_mb(r.image_bytes)} ({r.image_bytes / 1e6 / max(dt, 1e-9):.1f} MB/s)"),
         ("context links", r.context_rows),
     ]
+    if r.context_unresolved:
+        rows.append(
+            (
+                "context links to pairs not in the corpus (kept)",
+                f"{r.context_unresolved} (e.g. '{r.context_unresolved_example}'; they resolve once "
+                "the file holding them is imported, exports leave them out until then)",
+            )
+        )
     rows += _skipped_rows(r)
     summary_table(f"import mimicit {instructions.name}", rows)
 
@@ -212,6 +220,7 @@ def export_shards_cmd(
             ("parts", r.parts),
             ("images", r.images),
             ("skipped (missing images)", r.skipped_missing_images),
+            ("in-context examples left out (pair or its images missing)", r.context_dropped),
             ("manifest", r.manifest),
         ],
     )

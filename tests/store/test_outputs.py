@@ -154,29 +154,37 @@ def test_ids_and_task_names_that_could_leave_the_output_folder_are_refused(corpu
     assert not list(tmp_path.glob("PWN*")) and not (tmp_path / "out").exists()
 
 
-def test_unknown_in_context_ids_at_import_are_refused_or_counted(tmp_path):
+def test_unknown_in_context_ids_at_import_are_counted_and_resolve_later(tmp_path):
     files = write_mimicit(tmp_path / "in", n_images=4, n_ins=6)
     doc = json.loads(files["instructions"].read_text(encoding="utf-8"))
-    doc["data"]["LA_INS_00002"]["rel_ins_ids"].append("LA_INS_99999")
+    doc["data"]["LA_INS_00002"]["rel_ins_ids"].append("LB_INS_00001")
     files["instructions"].write_text(json.dumps(doc), encoding="utf-8")
     c = tmp_path / "c"
-    args = ("import", "mimicit", files["instructions"], "-c", c, "-i", files["images"])
-    rc, _, err = run_syphus(*args)
-    line = one_error_line(err)
-    assert rc == 1 and "record 'LA_INS_00002'" in line and "'LA_INS_99999'" in line
-    with Corpus(c) as cc:
-        assert cc.con.execute("SELECT count(*) FROM instructions").fetchone()[0] == 0
-    rc, out, err = run_syphus(*args, "--skip-bad")
-    assert rc == 0 and "unknown in-context id" in out, err
-    with Corpus(c) as cc:
-        assert cc.con.execute("SELECT count(*) FROM instructions").fetchone()[0] == 6
-        assert cc.con.execute("SELECT count(*) FROM context_sets").fetchone()[0] == 12
+    rc, out, err = run_syphus("import", "mimicit", files["instructions"], "-c", c, "-i", files["images"])
+    assert rc == 0, err
+    assert summary_value(out, "context links to pairs not in the corpus (kept)").startswith(
+        "1 (e.g. 'LB_INS_00001'"
+    )
+    assert summary_value(run_syphus("stats", "-c", c)[1], "missing in-context references") == "1"
+    rc, out, err = run_syphus("export", "shards", "-c", c, "-o", tmp_path / "s")
+    assert rc == 0 and summary_value(out, "in-context examples left out (pair or its images missing)") == "1"
+    # the file that holds the pair arrives later: the link resolves, nothing was lost
+    other = write_mimicit(tmp_path / "lb", task="LB", n_images=2, n_ins=2)
+    assert run_syphus("import", "mimicit", other["instructions"], "-c", c, "-i", other["images"])[0] == 0
+    assert summary_value(run_syphus("stats", "-c", c)[1], "missing in-context references") == "0"
 
     train = json.loads(files["train"].read_text())
     train["NOT_A_PAIR"] = ["LA_INS_00001"]
     files["train"].write_text(json.dumps(train))
-    rc, _, err = run_syphus(*args, "--train", files["train"])
-    assert rc == 1 and "entry 'NOT_A_PAIR' names no instruction" in one_error_line(err)
+    c2 = tmp_path / "c2"
+    args = ("import", "mimicit", files["instructions"], "-c", c2, "-i", files["images"], "--train")
+    rc, out, err = run_syphus(*args, files["train"])
+    assert rc == 0, err
+    assert summary_value(out, "skipped: train entry without its pair").startswith("1 (e.g. ")
+    wrong = tmp_path / "other_train.json"
+    wrong.write_text(json.dumps({"X_INS_1": ["X_INS_2"], "X_INS_2": []}))
+    rc, _, err = run_syphus(*args, wrong)
+    assert rc == 1 and "none of its 2 entries names an instruction" in one_error_line(err)
 
 
 def _otter_contract(folder: Path) -> dict[str, int]:
