@@ -90,3 +90,34 @@ def test_a_deleted_image_shard_is_a_one_line_error_naming_it(tmp_path):
     line = one_error_line(err)
     assert rc == 1 and f"{shard}: cannot read image shard" in line
     assert not (tmp_path / "s").exists()
+
+
+def _bad_image_files():
+    png_bytes = io.BytesIO()
+    Image.effect_noise((300, 200), 60).convert("RGB").save(png_bytes, "PNG")
+    whole_png = png_bytes.getvalue()
+    bomb = io.BytesIO()
+    Image.new("1", (12000, 9000)).save(bomb, "PNG")
+    yield "empty", "e.jpg", b"", "empty image bytes"
+    yield "not an image", "notes.jpg", b"just some text\n", "corrupt image bytes"
+    yield "truncated png", "t.png", whole_png[: len(whole_png) - 40], "corrupt image bytes"
+    yield "truncated jpeg", "t.jpg", jpeg(3, (300, 200))[:900], "corrupt image bytes"
+    yield "pixel bomb", "b.png", bomb.getvalue(), "decompression bomb"
+
+
+def test_every_bad_image_file_is_one_line_naming_it_and_leaves_the_corpus_unchanged(tmp_path):
+    c = tmp_path / "c"
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "g.jpg").write_bytes(jpeg(1))
+    assert run_syphus("import", "images", good, "-c", c)[0] == 0
+    before = snapshot(c)
+    for name, fname, data, words in _bad_image_files():
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        (folder / "fine.jpg").write_bytes(jpeg(7))
+        (folder / fname).write_bytes(data)
+        rc, _, err = run_syphus("import", "images", folder, "-c", c)
+        line = one_error_line(err)
+        assert rc == 1 and str(folder / fname) in line and words in line, (name, line)
+        assert snapshot(c) == before, name
