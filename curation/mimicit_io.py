@@ -525,11 +525,13 @@ def import_image_files(
         ids[iid] = f
     run_id = corpus.start_run("import images", {"spec": printable(spec), "id_pattern": id_pattern})
     report = ImportReport(run_id)
-    for f in bad_names:
-        msg = f"{printable(f)}: file name is not valid UTF-8"
-        corpus.quarantine("import", msg, source=printable(spec), record_id=printable(f.name), run_id=run_id)
-        report.skip("file name not UTF-8", msg)
     try:
+        for f in bad_names:
+            msg = f"{printable(f)}: file name is not valid UTF-8"
+            corpus.quarantine(
+                "import", msg, source=printable(spec), record_id=printable(f.name), run_id=run_id
+            )
+            report.skip("file name not UTF-8", msg)
         with corpus.image_writer(
             run_id, max_pixels=max_pixels, source=printable(spec), rows_per_shard=rows_per_shard
         ) as w:
