@@ -224,6 +224,11 @@ def export_shards(
         shutil.rmtree(old)
     else:
         tmp.rename(out)
+    # a kill between the two renames or before the removal leaves a replaced export behind
+    for stale in out.parent.glob(f".{out.name}.replaced-*"):
+        ours = shard_folder_files(stale) if stale.is_dir() else None
+        if ours is not None and {p.name for p in stale.iterdir()} <= ours:
+            shutil.rmtree(stale)
     return ShardExportReport(
         str(out / "manifest.json"), total, len(parts), n_images, skipped, context_dropped
     )

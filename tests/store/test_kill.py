@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,6 +107,8 @@ def test_killed_export_shards_keeps_the_previous_export_and_reruns(tmp_path):
     _kill_when(cmd, lambda: len(list(partial.glob("part-*.parquet"))) >= 5)
     assert partial.exists()  # killed mid-way, and the finished export is still whole
     assert _digest(out) == first
+    # as a kill between the swap's two renames leaves it: the replaced export under a hidden name
+    shutil.copytree(out, tmp_path / ".shards.replaced-0badf00d")
     subprocess.run(cmd, check=True, capture_output=True)
     _check_shards(out, 3000)
     assert len(json.loads((out / "manifest.json").read_text())["shards"]) == 75
