@@ -65,6 +65,8 @@ class ContextResult:
     skipped_no_image: int
     reports: dict[str, IndexReport] = field(default_factory=dict)
     seconds: float = 0.0
+    undecodable_images: int = 0  # image ids whose bytes do not decode: left out, counted
+    undecodable_example: str | None = None
 
     @property
     def min_recall(self) -> float | None:
@@ -147,8 +149,9 @@ def _text_matrix(con, model: str, texts: list[str]) -> np.ndarray:
     return mat[[pos[k] for k in keys]]
 
 
-def _image_matrix(con, model: str, images: list[tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per instruction, the normalised mean of its images' vectors; plus a has-image mask."""
+def _image_matrix(con, model: str, images: list[tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per instruction, the normalised mean of its images' vectors; a has-image mask; and the
+    stored image ids left without a vector (their bytes did not decode when embedded)."""
     sha = dict(con.execute("SELECT id, sha256 FROM images").fetchall())
     got, mat = load_vectors(con, model, "image")
     if not got:
@@ -156,13 +159,15 @@ def _image_matrix(con, model: str, images: list[tuple[str, ...]]) -> tuple[np.nd
     pos = {k: i for i, k in enumerate(got)}
     out = np.zeros((len(images), mat.shape[1]), np.float32)
     has = np.zeros(len(images), bool)
+    no_vector: set[str] = set()
     for j, ids in enumerate(images):
         rows = [pos[sha[i]] for i in ids if i in sha and sha[i] in pos]
+        no_vector.update(i for i in ids if i in sha and sha[i] not in pos)
         if rows:
             v = mat[rows].mean(axis=0)
             out[j] = v / max(float(np.linalg.norm(v)), 1e-12)
             has[j] = True
-    return out, has
+    return out, has, sorted(no_vector)
 
 
 def _select(
@@ -245,6 +250,7 @@ def assign_context_sets(
         raise SyphusError(f"{corpus.path}: no (unflagged) instructions to retrieve for")
     parts: list[np.ndarray] = []
     has_image = np.ones(len(items.ids), bool)
+    undecodable: list[str] = []
     if cfg.policy in ("i2i", "mixed"):
         if not any(items.images):
             raise SyphusError(
@@ -259,7 +265,7 @@ def assign_context_sets(
             device=device,
             progress=progress,
         )
-        img, has_image = _image_matrix(corpus.con, img_model, items.images)
+        img, has_image, undecodable = _image_matrix(corpus.con, img_model, items.images)
         parts.append(img * (math.sqrt(cfg.image_weight) if cfg.policy == "mixed" else 1.0))
     if cfg.policy in ("t2t", "mixed"):
         txt_model = ensure_embedded(
@@ -299,6 +305,7 @@ def assign_context_sets(
         "rows": len(rows),
         "short_queries": short,
         "skipped_no_image": skipped,
+        "undecodable_images": len(undecodable),
         "index": {k: v.as_dict() for k, v in reports.items()},
         "min_recall_at_k": min(
             (r.recall_at_k for r in reports.values() if r.recall_at_k is not None), default=None
@@ -308,4 +315,14 @@ def assign_context_sets(
         run_id = corpus.start_run(f"retrieve {cfg.policy}", asdict(cfg))
         corpus.add_context_sets(rows, cfg.policy, run_id)
         corpus.finish_run(run_id, summary=summary)
-    return ContextResult(run_id, len(rows), len(eligible), short, skipped, reports, time.perf_counter() - t0)
+    return ContextResult(
+        run_id,
+        len(rows),
+        len(eligible),
+        short,
+        skipped,
+        reports,
+        time.perf_counter() - t0,
+        len(undecodable),
+        undecodable[0] if undecodable else None,
+    )

@@ -13,7 +13,8 @@ from PIL import Image
 
 from schemas.errors import SyphusError
 
-# PIL's own default (about 89.5 megapixels); larger images are treated as decompression bombs.
+# Our own limit on decoded pixels (about 89.5 megapixels, the figure PIL warns at), checked from
+# the header before any pixel is decoded: a few kB of PNG can otherwise claim gigabytes.
 DEFAULT_MAX_PIXELS = 89_478_485
 
 
@@ -27,9 +28,11 @@ class ImageInfo:
 
 
 def inspect_image(data: bytes, *, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
-    """Hash the bytes and read the header; raise SyphusError for corrupt or oversized images.
+    """Hash the bytes and decode them fully; raise SyphusError for corrupt or oversized images.
 
-    Only the header is decoded, so this is cheap; the stored bytes stay exactly as given.
+    The size is checked from the header before decoding (decompression bombs never decode);
+    then every pixel is decoded once, so truncated or damaged files are refused here rather
+    than failing a later stage. The stored bytes stay exactly as given.
     """
     if not data:
         raise SyphusError(f"{where}: empty image bytes")
@@ -42,16 +45,22 @@ def inspect_image(data: bytes, *, where: str, max_pixels: int = DEFAULT_MAX_PIXE
                 with Image.open(io.BytesIO(data)) as im:
                     width, height = im.size
                     fmt = (im.format or "").upper()
+                    if width * height <= max_pixels:
+                        im.load()
             finally:
                 Image.MAX_IMAGE_PIXELS = old
     except Exception as e:  # PIL raises many types for bad bytes
-        raise SyphusError(f"{where}: corrupt image bytes ({type(e).__name__}: {e})") from e
+        raise SyphusError(f"{where}: corrupt image bytes ({type(e).__name__}: {_one_line(e)})") from e
     if width * height > max_pixels:
         raise SyphusError(
             f"{where}: image is {width}x{height} = {width * height} pixels, over the limit of "
             f"{max_pixels} (possible decompression bomb; raise --max-pixels if it is genuine)"
         )
     return ImageInfo(hashlib.sha256(data).hexdigest(), width, height, fmt, len(data))
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 def decode_base64(s: str | bytes, *, where: str) -> bytes:

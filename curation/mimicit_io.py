@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from pydantic import ValidationError
 
 from curation.images import DEFAULT_MAX_PIXELS, decode_base64, inspect_image
 from curation.jsonfiles import read_json, write_json_atomic
-from curation.store import Corpus, InstructionRow
+from curation.outputs import refuse_corpus_overlap, safe_child
+from curation.store import Corpus, InstructionRow, check_name
 from schemas.errors import SyphusError, first_validation_error
 from schemas.mimicit import InstructionRecord, task_of_id
 
@@ -44,10 +46,15 @@ class ImportReport:
     images_deduplicated: int = 0
     image_bytes: int = 0
     context_rows: int = 0
+    context_unresolved: int = 0  # in-context ids naming no pair of the file or corpus (kept)
+    context_unresolved_example: str | None = None
     skipped: dict[str, int] = field(default_factory=dict)
+    skip_examples: dict[str, str] = field(default_factory=dict)  # per reason, the first message
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, example: str | None = None) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if example:
+            self.skip_examples.setdefault(reason, example)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -166,18 +173,36 @@ def iter_json_images(path: Path) -> Iterator[tuple[str, str, str]]:
     """Stream the older ``{id: base64}`` images JSON without loading it whole."""
     import ijson
 
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise SyphusError(f"{path}: empty file (expected an images JSON object)")
     with open(path, "rb") as f:
+        head = f.read(4096).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
+        if head and head[:1] != b"{":
+            raise SyphusError(f"{path}: expected a JSON object mapping image ids to base64 (an images JSON)")
+        f.seek(0)
+        n, last = 0, None
         try:
             for iid, v in ijson.kvitems(f, ""):
                 if not isinstance(v, str):
                     raise SyphusError(f"{path}: image '{iid}': expected a base64 string")
                 yield iid, v, f"{path}: image '{iid}'"
+                n, last = n + 1, iid
         except ijson.JSONError as e:
-            raise SyphusError(f"{path}: malformed JSON ({e})") from e
+            after = _after_text(n, last)
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "premature EOF" in first:
+                raise SyphusError(
+                    f"{path}: truncated images JSON: the file ends at byte {size} {after}; "
+                    "copy the whole file again"
+                ) from e
+            raise SyphusError(f"{path}: malformed images JSON near byte {f.tell()} {after}: {first}") from e
         except UnicodeDecodeError as e:
-            raise SyphusError(f"{path}: not UTF-8 text ({e})") from e
+            raise SyphusError(f"{path}: not UTF-8 text {_after_text(n, last)} ({e.reason})") from e
+
+
+def _after_text(n: int, last: str | None) -> str:
+    return f"after image {n} ('{last}')" if last is not None else "before the first image"
 
 
 def iter_image_file(path: Path) -> Iterator[tuple[str, str | bytes, str]]:
@@ -213,7 +238,8 @@ def import_mimicit(
     """
     meta, records = read_instructions(instructions)
     train_map = read_train_config(train) if train else None
-    task = task or _task_from(instructions, records)
+    if task is not None:
+        check_name(task, what="--task")
 
     run_id = corpus.start_run(
         "import mimicit",
@@ -237,7 +263,17 @@ def import_mimicit(
             rows_per_shard=rows_per_shard,
             progress=progress,
         )
-        _import_records(corpus, instructions, records, train_map, task, run_id, report, skip_bad=skip_bad)
+        _import_records(
+            corpus,
+            instructions,
+            records,
+            train_map,
+            task,
+            run_id,
+            report,
+            skip_bad=skip_bad,
+            train_path=train,
+        )
         corpus.finish_run(run_id, "done", report.__dict__)
     except SyphusError:
         corpus.rollback_run(run_id)
@@ -245,9 +281,10 @@ def import_mimicit(
     return report
 
 
-def _task_from(path: Path, records: dict[str, InstructionRecord]) -> str:
-    first = next(iter(records))
-    t = task_of_id(first)
+def _task_of(ins_id: str, path: Path) -> str:
+    """A record's task: the text before ``_INS_`` in its id (so a merged export re-imports
+    with each pair's own task), else the file name without ``_instructions.json``."""
+    t = task_of_id(ins_id)
     if t:
         return t
     stem = path.name
@@ -269,7 +306,7 @@ def _import_images(corpus, paths, run_id, report, *, skip_bad, max_pixels, rows_
                     if not skip_bad:
                         raise
                     corpus.quarantine("import", str(e), source=str(path), record_id=iid, run_id=run_id)
-                    report.skip("bad image")
+                    report.skip("bad image", str(e))
                 if len(batch) >= 256:
                     _add_images(corpus, w, batch, path, run_id, report, skip_bad, progress)
                     batch = []
@@ -286,9 +323,11 @@ def _add_images(corpus, writer, batch, path, run_id, report, skip_bad, progress)
             good.append((iid, data, where))
         except SyphusError as e:
             if not skip_bad:
-                raise
+                raise SyphusError(
+                    f"{e} (pass --skip-bad to skip such images: counted and quarantined)"
+                ) from e
             corpus.quarantine("import", str(e), source=str(path), record_id=iid, run_id=run_id)
-            report.skip("bad image")
+            report.skip("bad image", str(e))
     for (_iid, data, _w), status in zip(good, writer.add_batch(good, infos), strict=True):
         if status == "existing":
             report.images_existing += 1
@@ -300,7 +339,15 @@ def _add_images(corpus, writer, batch, path, run_id, report, skip_bad, progress)
             progress(1, len(data))
 
 
-def _import_records(corpus, path, records, train_map, task, run_id, report, *, skip_bad) -> None:
+def _import_records(
+    corpus, path, records, train_map, task, run_id, report, *, skip_bad, train_path=None
+) -> None:
+    def bad(msg: str, reason: str, ins_id: str | None, raw: str | None = None, source: Path = path) -> None:
+        if not skip_bad:
+            raise SyphusError(msg)
+        corpus.quarantine("import", msg, source=str(source), record_id=ins_id, run_id=run_id, raw=raw)
+        report.skip(reason, msg)
+
     ids = list(records)
     existing = {
         r[0]: r[1:]
@@ -316,40 +363,37 @@ def _import_records(corpus, path, records, train_map, task, run_id, report, *, s
     rows: list[InstructionRow] = []
     keep: set[str] = set()
     for ins_id, rec in records.items():
+        rec_task = task or _task_of(ins_id, path)
+        try:
+            check_name(ins_id, what=f"{path}: instruction id")
+            check_name(rec_task, what=f"{path}: record '{ins_id}': task")
+        except SyphusError as e:
+            bad(str(e), "invalid id or task", ins_id, rec.model_dump_json())
+            continue
         prev = existing.get(ins_id)
         if prev is not None:
             if (prev[0], prev[1], list(prev[2] or [])) != (rec.instruction, rec.answer, rec.image_ids):
                 msg = f"{path}: record '{ins_id}': id is already in the corpus with different content"
-                if not skip_bad:
-                    raise SyphusError(msg)
-                corpus.quarantine(
-                    "import",
-                    msg,
-                    source=str(path),
-                    record_id=ins_id,
-                    run_id=run_id,
-                    raw=rec.model_dump_json(),
-                )
-                report.skip("conflicting id")
+                bad(msg, "conflicting id", ins_id, rec.model_dump_json())
                 continue
             report.instructions_existing += 1
             continue
         missing = [i for i in rec.image_ids if i not in known_images]
         if missing:
             msg = f"{path}: record '{ins_id}': field 'image_ids' names unknown image id '{missing[0]}'"
-            if not skip_bad:
-                raise SyphusError(msg + " (import its images with --images, or pass --skip-bad)")
-            corpus.quarantine(
-                "import", msg, source=str(path), record_id=ins_id, run_id=run_id, raw=rec.model_dump_json()
+            bad(
+                msg if skip_bad else msg + " (import its images with --images, or pass --skip-bad)",
+                "unknown image id",
+                ins_id,
+                rec.model_dump_json(),
             )
-            report.skip("unknown image id")
             continue
         extra = {k: v for k, v in (rec.model_extra or {}).items()}
         lang = extra.pop("lang", "en") if isinstance(extra.get("lang", "en"), str) else "en"
         rows.append(
             InstructionRow(
                 id=ins_id,
-                task=task,
+                task=rec_task,
                 instruction=rec.instruction,
                 answer=rec.answer,
                 image_ids=list(rec.image_ids),
@@ -359,10 +403,46 @@ def _import_records(corpus, path, records, train_map, task, run_id, report, *, s
             )
         )
         keep.add(ins_id)
-    ctx_rel = [(q, k, r, None) for q in keep for k, r in enumerate(records[q].rel_ins_ids)]
-    ctx_train = [
-        (q, k, r, None) for q, rel in (train_map or {}).items() if q in keep for k, r in enumerate(rel)
-    ]
+    # In-context ids that name no pair of this file or of the corpus are kept (they resolve once
+    # the file holding them is imported, in any order) and counted, so none goes unnoticed;
+    # exports leave out the ones still unresolved, and count them there too.
+    present = keep | (set(existing) & set(records))
+    outside = sorted(
+        {r for q in keep for r in records[q].rel_ins_ids}
+        | {r for q, v in (train_map or {}).items() if q in keep for r in v}
+    )
+    outside = [r for r in outside if r not in present]
+    if outside:
+        present |= {
+            r[0]
+            for r in corpus.con.execute(
+                "SELECT id FROM instructions WHERE id IN (SELECT unnest(?::VARCHAR[]))", [outside]
+            ).fetchall()
+        }
+
+    def links(q: str, related: list[str]) -> list[tuple[str, int, str, None]]:
+        for r in related:
+            if r not in present:
+                report.context_unresolved += 1
+                report.context_unresolved_example = report.context_unresolved_example or r
+        return [(q, k, r, None) for k, r in enumerate(related)]
+
+    ctx_rel = [link for q in keep for link in links(q, records[q].rel_ins_ids)]
+    ctx_train: list[tuple[str, int, str, None]] = []
+    if train_map:
+        unknown = [q for q in train_map if q not in records]
+        if len(unknown) == len(train_map):
+            raise SyphusError(
+                f"{train_path}: none of its {len(train_map)} entries names an instruction of {path.name} "
+                f"(e.g. '{unknown[0]}'); pass the *_train.json that belongs to this file"
+            )
+        for q in unknown:  # a train entry needs its pair: nothing to attach it to, so it is dropped
+            msg = f"{train_path}: entry '{q}' names no instruction of {path.name}"
+            corpus.quarantine("import", msg, source=str(train_path), record_id=q, run_id=run_id)
+            report.skip("train entry without its pair", msg)
+        for q, rel in train_map.items():
+            if q in keep:
+                ctx_train += links(q, rel)
     with corpus.transaction():
         report.instructions_added = corpus.add_instructions(rows, run_id)
         report.context_rows = corpus.add_context_sets(ctx_rel, METHOD_REL, run_id)
@@ -386,6 +466,20 @@ def iter_image_paths(spec: str) -> list[Path]:
     return sorted(files)
 
 
+def _is_utf8(text: str) -> bool:
+    """False for names the OS gave as undecodable bytes (Python keeps them as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(path: str | Path) -> str:
+    """A path as text that any terminal and DuckDB accept (undecodable bytes as \\xNN)."""
+    return os.fsencode(str(path)).decode("utf-8", errors="backslashreplace")
+
+
 def image_id_for(path: Path, root: Path | None, pattern: str) -> str:
     rel = path.relative_to(root) if root and path.is_relative_to(root) else path
     try:
@@ -405,6 +499,7 @@ def import_image_files(
     id_pattern: str = "{stem}",
     skip_bad: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    rows_per_shard: int = 4096,
     progress: Progress | None = None,
     files: list[Path] | None = None,
 ) -> ImportReport:
@@ -412,17 +507,34 @@ def import_image_files(
     files = iter_image_paths(spec) if files is None else files
     root = Path(spec) if Path(spec).is_dir() else None
     ids: dict[str, Path] = {}
+    bad_names: list[Path] = []
     for f in files:
+        if not _is_utf8(str(f)):
+            if not skip_bad:
+                raise SyphusError(
+                    f"{printable(f)}: file name is not valid UTF-8; rename it (e.g. with convmv), "
+                    "or pass --skip-bad to skip such files (counted)"
+                )
+            bad_names.append(f)
+            continue
         iid = image_id_for(f, root, id_pattern)
         if iid in ids:
             raise SyphusError(
                 f"{f}: image id '{iid}' also given by {ids[iid]} (use --id-pattern '{{relpath}}')"
             )
         ids[iid] = f
-    run_id = corpus.start_run("import images", {"spec": spec, "id_pattern": id_pattern})
+    run_id = corpus.start_run("import images", {"spec": printable(spec), "id_pattern": id_pattern})
     report = ImportReport(run_id)
     try:
-        with corpus.image_writer(run_id, max_pixels=max_pixels, source=spec) as w:
+        for f in bad_names:
+            msg = f"{printable(f)}: file name is not valid UTF-8"
+            corpus.quarantine(
+                "import", msg, source=printable(spec), record_id=printable(f.name), run_id=run_id
+            )
+            report.skip("file name not UTF-8", msg)
+        with corpus.image_writer(
+            run_id, max_pixels=max_pixels, source=printable(spec), rows_per_shard=rows_per_shard
+        ) as w:
             batch: list[tuple[str, bytes, str]] = []
             for iid, f in ids.items():
                 batch.append((iid, f.read_bytes(), str(f)))
@@ -469,6 +581,9 @@ class ExportReport:
     instructions: int = 0
     images: int = 0
     image_bytes: int = 0
+    dropped_cross_file: int = 0  # context ids naming a pair exported to another file
+    dropped_not_exported: int = 0  # context ids naming a pair not exported (flagged) or unknown
+    skipped_missing_images: int = 0  # pairs left out because the corpus lacks one of their images
 
 
 def _pandas_images_schema() -> pa.Schema:
@@ -509,15 +624,49 @@ def _pandas_images_schema() -> pa.Schema:
     )
 
 
+EXPORT_MARKER = "syphus-export.json"
+
+
+def _exported_files(out: Path) -> set[str]:
+    """The names an earlier ``export mimicit`` wrote in ``out`` (from its marker file)."""
+    marker = out / EXPORT_MARKER
+    if not marker.is_file():
+        return set()
+    try:
+        doc = json.loads(marker.read_text(encoding="utf-8"))
+        files = (
+            doc.get("files")
+            if isinstance(doc, dict) and doc.get("written_by") == "syphus export mimicit"
+            else None
+        )
+    except (ValueError, UnicodeDecodeError):
+        return set()
+    return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+
+
 def export_mimicit(
     corpus: Corpus,
     out: Path,
     *,
     tasks: list[str] | None = None,
     include_flagged: bool = False,
+    merge: str | None = None,
     progress: Progress | None = None,
 ) -> ExportReport:
-    out.mkdir(parents=True, exist_ok=True)
+    """Write one ``{TASK}_instructions.json`` / ``_train.json`` / ``.parquet`` per task (or, with
+    ``merge``, one set named ``merge`` holding every task).
+
+    The original Otter loader looks ids up only among the files of one dataset, so every id a
+    file's ``rel_ins_ids`` and ``*_train.json`` name resolves inside that file: ids of another
+    task's file, or of pairs not exported (flagged), are dropped and counted. ``merge`` keeps
+    cross-task context by putting all tasks in one file.
+    """
+    out = Path(out)
+    refuse_corpus_overlap(out, corpus.path)
+    if out.exists() and not out.is_dir():
+        raise SyphusError(f"--out {out}: exists and is not a folder; choose another path")
+    if merge is not None:
+        check_name(merge, what="--merge name")
     table = "instructions" if include_flagged else "active_instructions"
     all_tasks = [
         r[0] for r in corpus.con.execute(f"SELECT DISTINCT task FROM {table} ORDER BY task").fetchall()
@@ -532,49 +681,110 @@ def export_mimicit(
         tasks = all_tasks
     if not tasks:
         raise SyphusError(f"{corpus.path}: no instructions to export")
+    groups = {merge: list(tasks)} if merge is not None else {t: [t] for t in tasks}
+    # every name is checked before anything is written: data never chooses a path outside --out
+    targets = {
+        name: tuple(
+            safe_child(out, f"{name}{suffix}", what="task")
+            for suffix in ("_instructions.json", "_train.json", ".parquet")
+        )
+        for name in groups
+    }
+    ours = _exported_files(out)
+    for paths in targets.values():
+        for path in paths:
+            if (path.exists() or path.is_symlink()) and path.name not in ours:
+                raise SyphusError(
+                    f"--out {out}: '{path.name}' exists and was not written by 'syphus export mimicit'; "
+                    "choose another folder or move it away"
+                )
+    out.mkdir(parents=True, exist_ok=True)
+    # the marker names the files before they are written, so a killed export can be rerun here
+    ours |= {p.name for paths in targets.values() for p in paths}
+    write_json_atomic(
+        out / EXPORT_MARKER,
+        {"written_by": "syphus export mimicit", "corpus": str(corpus.path.resolve()), "files": sorted(ours)},
+        indent=1,
+    )
     rel = context_excluding(corpus, METHOD_TRAIN)
     train = context_excluding(corpus, METHOD_REL)
+    exported_task = {
+        r[0]: r[1]
+        for r in corpus.con.execute(
+            f"SELECT id, task FROM {table} WHERE task IN (SELECT unnest(?::VARCHAR[]))", [list(tasks)]
+        ).fetchall()
+    }
+    # a pair whose images the corpus lacks would send Otter's loader to a missing parquet row
+    missing_images = {
+        r[0]
+        for r in corpus.con.execute(
+            f"SELECT DISTINCT x.ins_id FROM instruction_images x JOIN {table} i ON i.id = x.ins_id "
+            "WHERE i.task IN (SELECT unnest(?::VARCHAR[])) AND x.image_id NOT IN (SELECT id FROM images)",
+            [list(tasks)],
+        ).fetchall()
+    }
+    for ins_id in missing_images:
+        exported_task.pop(ins_id, None)
     report = ExportReport()
+    report.skipped_missing_images = len(missing_images)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    for task in tasks:
+    for name, group_tasks in groups.items():
         rows = corpus.con.execute(
             f"SELECT i.id, i.instruction, i.answer, i.lang, i.extra, "
             f"  coalesce((SELECT list(image_id ORDER BY pos) FROM instruction_images x WHERE x.ins_id = i.id), []) "
-            f"FROM {table} i WHERE i.task = ? ORDER BY i.id",
-            [task],
+            f"FROM {table} i WHERE i.task IN (SELECT unnest(?::VARCHAR[])) ORDER BY i.id",
+            [group_tasks],
         ).fetchall()
+        rows = [r for r in rows if r[0] not in missing_images]
+        in_file = {r[0] for r in rows}
+
         data: dict[str, Any] = {}
+        train_cfg: dict[str, list[str]] = {}
         image_ids: set[str] = set()
         for ins_id, instruction, answer, lang, extra, imgs in rows:
             rec: dict[str, Any] = {
                 "instruction": instruction,
                 "answer": answer,
                 "image_ids": list(imgs),
-                "rel_ins_ids": rel.get(ins_id, []),
+                "rel_ins_ids": _resolvable(rel.get(ins_id, []), in_file, exported_task, report),
             }
             if extra:
                 rec.update(json.loads(extra))
             if lang != "en":
                 rec["lang"] = lang
             data[ins_id] = rec
+            train_cfg[ins_id] = (
+                _resolvable(train[ins_id], in_file, exported_task, report)
+                if ins_id in train
+                else list(rec["rel_ins_ids"])
+            )
             image_ids.update(imgs)
-        doc = {
-            "meta": {"version": "syphus-0.1.0", "time": stamp, "author": "syphus", "task": task},
-            "data": data,
-        }
-        f_ins = out / f"{task}_instructions.json"
-        write_json_atomic(f_ins, doc)
-        f_train = out / f"{task}_train.json"
-        write_json_atomic(f_train, {k: train.get(k, rel.get(k, [])) for k in data})
+        meta = {"version": "syphus-0.1.0", "time": stamp, "author": "syphus"}
+        meta.update({"task": name} if merge is None else {"tasks": group_tasks})
+        f_ins, f_train, f_img = targets[name]
+        write_json_atomic(f_ins, {"meta": meta, "data": data})
+        write_json_atomic(f_train, train_cfg)
         report.files += [str(f_ins), str(f_train)]
         report.instructions += len(data)
         if image_ids:
-            f_img = out / f"{task}.parquet"
             n, nbytes = _write_images_parquet(corpus, sorted(image_ids), f_img, progress)
             report.files.append(str(f_img))
             report.images += n
             report.image_bytes += nbytes
     return report
+
+
+def _resolvable(
+    ids: list[str], in_file: set[str], exported: dict[str, str], report: ExportReport
+) -> list[str]:
+    """The ids that resolve inside the file being written; the others are counted."""
+    for i in ids:
+        if i not in in_file:
+            if i in exported:
+                report.dropped_cross_file += 1
+            else:
+                report.dropped_not_exported += 1
+    return [i for i in ids if i in in_file]
 
 
 def _write_images_parquet(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 import shutil
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.jsonfiles import write_json_atomic
+from curation.outputs import check_output_folder, refuse_corpus_overlap
 from curation.store import Corpus
 from schemas.errors import SyphusError
 from schemas.shards import ShardFiles, ShardManifest
@@ -55,6 +58,31 @@ class ShardExportReport:
     parts: int
     images: int
     skipped_missing_images: int
+    context_dropped: int = 0  # in-context ids left out: pair not in the corpus or images missing
+
+
+_PART = re.compile(r"(part|images)-\d{5}\.parquet")
+
+
+def shard_folder_files(folder: Path) -> set[str] | None:
+    """The names ``export shards`` wrote in ``folder``, from its manifest; None if it has no
+    valid manifest (then it is not a shard folder and must not be replaced)."""
+    try:
+        doc = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest = ShardManifest.model_validate(doc)
+    except (OSError, ValueError, UnicodeDecodeError):  # pydantic's ValidationError is a ValueError
+        return None
+    names = {"manifest.json"}
+    for part in manifest.shards:
+        names |= {part.instructions, part.images}
+    return names
+
+
+def _partial_files(folder: Path) -> set[str] | None:
+    """A killed export's work folder holds only part and images files and the manifest."""
+    names = {p.name for p in folder.iterdir()}
+    ok = {n for n in names if _PART.fullmatch(n) or n in ("manifest.json", "manifest.json.partial")}
+    return ok if ok == names else None
 
 
 def _fetch(corpus: Corpus, ids: list[str]) -> dict[str, tuple[str, str, list[str]]]:
@@ -77,6 +105,15 @@ def export_shards(
     max_context: int = 8,
     progress=None,
 ) -> ShardExportReport:
+    if rows_per_part < 1:
+        raise SyphusError(f"--rows-per-part: must be at least 1 (got {rows_per_part})")
+    if max_context < 0:
+        raise SyphusError(f"--max-context: must be 0 or more (got {max_context})")
+    out = Path(out)
+    refuse_corpus_overlap(out, corpus.path, containing=True)
+    check_output_folder(out, owned=shard_folder_files, what="shard folder")
+    tmp = out.with_name(out.name + ".partial")
+    check_output_folder(tmp, owned=_partial_files, what="partial shard folder", option="work folder")
     where = ["1=1"]
     params: list = []
     if tasks:
@@ -92,14 +129,13 @@ def export_shards(
     if not ids_rows:
         raise SyphusError(f"{corpus.path}: no instructions match (tasks={tasks}, langs={langs})")
 
-    tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
-        shutil.rmtree(tmp)
+        shutil.rmtree(tmp)  # a killed export's work folder (checked above)
     tmp.mkdir(parents=True)
     parts: list[ShardFiles] = []
     tasks_c: Counter[str] = Counter()
     langs_c: Counter[str] = Counter()
-    total = skipped = n_images = 0
+    total = skipped = n_images = context_dropped = 0
     for p, start in enumerate(range(0, len(ids_rows), rows_per_part)):
         chunk = ids_rows[start : start + rows_per_part]
         ids = [r[0] for r in chunk]
@@ -122,6 +158,8 @@ def export_shards(
                     ci, ca, cimgs = related[cid]
                     context.append({"id": cid, "instruction": ci, "answer": ca, "image_ids": cimgs})
                     need.update(cimgs)
+                else:  # a pair not in the corpus (yet), or one whose images are missing
+                    context_dropped += 1
             need.update(imgs)
             for k, v in (
                 ("id", ins_id),
@@ -179,12 +217,18 @@ def export_shards(
     # Swap the finished directory in only when complete: a killed export never leaves a
     # manifest that points at missing parts.
     if out.exists():
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
+        # a fresh name for the folder being replaced: an existing 'X.old' may be the user's
+        old = out.with_name(f".{out.name}.replaced-{uuid.uuid4().hex[:8]}")
         out.rename(old)
         tmp.rename(out)
         shutil.rmtree(old)
     else:
         tmp.rename(out)
-    return ShardExportReport(str(out / "manifest.json"), total, len(parts), n_images, skipped)
+    # a kill between the two renames or before the removal leaves a replaced export behind
+    for stale in out.parent.glob(f".{out.name}.replaced-*"):
+        ours = shard_folder_files(stale) if stale.is_dir() else None
+        if ours is not None and {p.name for p in stale.iterdir()} <= ours:
+            shutil.rmtree(stale)
+    return ShardExportReport(
+        str(out / "manifest.json"), total, len(parts), n_images, skipped, context_dropped
+    )

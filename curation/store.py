@@ -22,6 +22,7 @@ import json
 import mmap
 import os
 import platform
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -85,6 +86,19 @@ CREATE OR REPLACE VIEW active_instructions AS
 """
 
 
+# Instruction ids and task names become file names on export ({TASK}_instructions.json), so
+# they are limited to characters that are safe in a path component on every system.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
+NAME_RULE = "letters, digits, '_', '.', '-'; not starting with '.' or '-'; at most 200 characters"
+
+
+def check_name(value: object, *, what: str) -> str:
+    """Return ``value`` if it is a valid instruction id or task name, else raise SyphusError."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise SyphusError(f"{what} {value!r}: not a valid name (allowed: {NAME_RULE})")
+    return value
+
+
 def now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
@@ -104,6 +118,17 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+def open_shard(path: str | Path) -> int:
+    """A read descriptor for an image shard; a missing or unreadable shard is a one-line error."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise SyphusError(
+            f"{path}: cannot read image shard ({e.strerror}); the corpus is damaged: restore the file "
+            "from a backup, or re-import its images"
+        ) from e
 
 
 @dataclass
@@ -134,13 +159,21 @@ class Corpus:
     def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False):
         self.path = Path(path)
         db = self.path / DB_NAME
+        self.images_dir = self.path / IMAGES_DIR
         if not db.exists():
             if not create or read_only:
                 raise SyphusError(
                     f"{self.path}: no corpus here (missing {DB_NAME}); create one with 'syphus import'"
                 )
+            if self.path.exists() and not self.path.is_dir():
+                raise SyphusError(f"{self.path}: is a file, not a corpus folder; choose another --corpus")
+            if self.images_dir.is_dir() and any(self.images_dir.iterdir()):
+                # a new corpus would treat the files there as its own shards
+                raise SyphusError(
+                    f"{self.path}: has an '{IMAGES_DIR}/' folder but no {DB_NAME}, so it is not a corpus; "
+                    "choose a new or empty folder for the corpus"
+                )
             self.path.mkdir(parents=True, exist_ok=True)
-        self.images_dir = self.path / IMAGES_DIR
         if not read_only:
             self.images_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -183,7 +216,9 @@ class Corpus:
         """Delete shard files a killed command left behind (never referenced by a committed row)."""
         known = {r[0] for r in self.con.execute("SELECT name FROM image_shards").fetchall()}
         for f in self.images_dir.iterdir():
-            if f.name.endswith(".partial") or (f.suffix == ".parquet" and f.name not in known):
+            if not f.name.startswith("shard-"):  # only names the store gives its shards
+                continue
+            if f.name.endswith(".parquet.partial") or (f.name.endswith(".parquet") and f.name not in known):
                 f.unlink(missing_ok=True)
 
     @contextmanager
@@ -252,8 +287,7 @@ class Corpus:
             with self._fd_lock:
                 fd = self._fds.get(shard)
                 if fd is None:
-                    fd = os.open(self.images_dir / shard, os.O_RDONLY)
-                    self._fds[shard] = fd
+                    fd = self._fds[shard] = open_shard(self.images_dir / shard)
         return fd
 
     def get_image(self, image_id: str) -> bytes:
@@ -290,7 +324,10 @@ class Corpus:
             if not rows:
                 break
             for iid, shard, off, n in rows:
-                yield iid, os.pread(self._fd(shard), n, off)
+                data = os.pread(self._fd(shard), n, off)
+                if len(data) != n:
+                    raise SyphusError(f"{self.images_dir / shard}: truncated shard (image '{iid}')")
+                yield iid, data
 
     # -- instructions ------------------------------------------------------------------------
 
@@ -299,6 +336,9 @@ class Corpus:
         make a larger unit atomic. Ids already present are an error (SyphusError)."""
         if not rows:
             return 0
+        for r in rows:
+            check_name(r.id, what="instruction id")
+            check_name(r.task, what=f"instruction '{r.id}': task")
         ids = [r.id for r in rows]
         dup = self.con.execute(
             "SELECT id FROM instructions WHERE id IN (SELECT unnest(?::VARCHAR[])) LIMIT 1", [ids]
@@ -435,6 +475,8 @@ class ImageShardWriter:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         source: str | None = None,
     ):
+        if rows_per_shard < 1:
+            raise SyphusError(f"--rows-per-shard: must be at least 1 (got {rows_per_shard})")
         self.corpus = corpus
         self.run_id = run_id
         self.rows_per_shard = rows_per_shard

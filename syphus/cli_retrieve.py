@@ -97,6 +97,10 @@ def embed(
         f"embedded {stats.embedded} {kind}s with {stats.model} ({stats.cached} already cached, {stats.total} in corpus)"
         f" in {stats.seconds:.1f}s" + (f", {stats.per_second:.1f}/s" if stats.embedded else "")
     )
+    if stats.undecodable:
+        Console().print(
+            f"skipped {stats.undecodable} image(s) whose stored bytes do not decode, e.g. {stats.undecodable_example}"
+        )
 
 
 def retrieve(
@@ -191,6 +195,11 @@ def retrieve(
         f"{res.queries} queries, {res.rows} context rows, {res.short_queries} with fewer than k after exclusions,"
         f" {res.skipped_no_image} without images skipped; {res.seconds:.1f}s"
     )
+    if res.undecodable_images:
+        con.print(
+            f"{res.undecodable_images} image(s) left out because their stored bytes do not decode"
+            f" (e.g. '{res.undecodable_example}'); re-import them to include them"
+        )
 
 
 def curate_cmd(
@@ -275,6 +284,17 @@ def curate_cmd(
         con.print(f"run {res.run_id}; undo with: syphus curate {corpus} --unflag-run {res.run_id}")
 
 
+def _is_plan(path: Path) -> bool:
+    """A plan 'syphus mix' wrote (so --out may replace it)."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"version", "mix_file", "seed", "datasets"} <= doc.keys()
+
+
 def mix(
     mix_yaml: Path = typer.Argument(
         ..., help="Dataset-mix YAML (Otter's group format, or shards_path datasets)."
@@ -296,12 +316,14 @@ def mix(
     from rich.table import Table
 
     from curation.mix import plan_mix
+    from curation.outputs import check_output_file
     from schemas.train import TrainConfig
 
     if seed is None:
         seed = TrainConfig.model_fields["seed"].default
 
     out = out or mix_yaml.with_suffix(".plan.json")
+    check_output_file(out, recognise=_is_plan, what="sampling plan")
     plan = plan_mix(mix_yaml, seed=seed, out=out)
     t = Table(title=f"mix {mix_yaml} (seed {seed})")
     for col in (

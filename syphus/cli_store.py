@@ -22,6 +22,14 @@ MAX_PIXELS = typer.Option(
 )
 
 
+def _skipped_rows(r) -> list[tuple[str, str]]:
+    """One summary row per skip reason: the count and the first example."""
+    return [
+        (f"skipped: {k}", f"{v} (e.g. {r.skip_examples[k]})" if k in r.skip_examples else str(v))
+        for k, v in r.skipped.items()
+    ]
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
@@ -80,7 +88,15 @@ def import_mimicit_cmd(
         ("image bytes", f"{_mb(r.image_bytes)} ({r.image_bytes / 1e6 / max(dt, 1e-9):.1f} MB/s)"),
         ("context links", r.context_rows),
     ]
-    rows += [(f"skipped: {k}", v) for k, v in r.skipped.items()]
+    if r.context_unresolved:
+        rows.append(
+            (
+                "context links to pairs not in the corpus (kept)",
+                f"{r.context_unresolved} (e.g. '{r.context_unresolved_example}'; they resolve once "
+                "the file holding them is imported, exports leave them out until then)",
+            )
+        )
+    rows += _skipped_rows(r)
     summary_table(f"import mimicit {instructions.name}", rows)
 
 
@@ -95,6 +111,9 @@ def import_images_cmd(
     ),
     skip_bad: bool = SKIP_BAD,
     max_pixels: int = MAX_PIXELS,
+    rows_per_shard: int = typer.Option(
+        4096, "--rows-per-shard", help="Images per shard file (each is one commit)."
+    ),
 ) -> None:
     """Ingest image files as they are (original bytes, never re-encoded; identical bytes stored once)."""
     from curation.mimicit_io import import_image_files, iter_image_paths
@@ -109,6 +128,7 @@ def import_images_cmd(
             id_pattern=id_pattern,
             skip_bad=skip_bad,
             max_pixels=max_pixels,
+            rows_per_shard=rows_per_shard,
             progress=adv,
             files=files,
         )
@@ -118,7 +138,7 @@ def import_images_cmd(
         ("already present", r.images_existing),
         ("bytes", _mb(r.image_bytes)),
     ]
-    rows += [(f"skipped: {k}", v) for k, v in r.skipped.items()]
+    rows += _skipped_rows(r)
     summary_table(f"import images {source}", rows)
 
 
@@ -130,20 +150,38 @@ def export_mimicit_cmd(
     include_flagged: bool = typer.Option(
         False, "--include-flagged", help="Also export pairs 'syphus curate' flagged."
     ),
+    merge: str | None = typer.Option(
+        None,
+        "--merge",
+        help="Write all tasks into one NAME_instructions.json / NAME_train.json / NAME.parquet, "
+        "keeping in-context examples that cross tasks.",
+    ),
 ) -> None:
     """Write {TASK}_instructions.json, {TASK}_train.json and {TASK}.parquet (images keyed by id,
-    'base64' column) in the layout the original Otter code reads."""
+    'base64' column) in the layout the original Otter code reads. Every id a file's rel_ins_ids
+    and *_train.json name is in that same file (Otter resolves ids only there): in-context ids
+    of another task's file are dropped and counted, unless --merge puts all tasks in one file."""
     from curation.mimicit_io import export_mimicit
     from curation.store import Corpus
     from syphus.ui import progress_bar, summary_table
 
     with Corpus(corpus, create=False) as c, progress_bar("exporting images", None, bytes_rate=True) as adv:
-        r = export_mimicit(c, out, tasks=task or None, include_flagged=include_flagged, progress=adv)
-    summary_table(
-        f"export mimicit -> {out}",
-        [("instructions", r.instructions), ("images", r.images), ("image bytes", _mb(r.image_bytes))]
-        + [("file", f) for f in r.files],
-    )
+        r = export_mimicit(
+            c, out, tasks=task or None, include_flagged=include_flagged, merge=merge, progress=adv
+        )
+    rows = [("instructions", r.instructions), ("images", r.images), ("image bytes", _mb(r.image_bytes))]
+    if r.dropped_cross_file:
+        rows.append(
+            (
+                "in-context ids dropped: in another task's file",
+                f"{r.dropped_cross_file} (keep them with --merge NAME, or retrieve with --same-task)",
+            )
+        )
+    if r.skipped_missing_images:
+        rows.append(("pairs skipped (missing images)", r.skipped_missing_images))
+    if r.dropped_not_exported:
+        rows.append(("in-context ids dropped: pair not exported", r.dropped_not_exported))
+    summary_table(f"export mimicit -> {out}", rows + [("file", f) for f in r.files])
 
 
 @export_app.command("shards")
@@ -182,6 +220,7 @@ def export_shards_cmd(
             ("parts", r.parts),
             ("images", r.images),
             ("skipped (missing images)", r.skipped_missing_images),
+            ("in-context examples left out (pair or its images missing)", r.context_dropped),
             ("manifest", r.manifest),
         ],
     )

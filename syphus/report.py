@@ -659,6 +659,16 @@ def training_html(t: TrainingFiles, reader: CorpusReader, limit: int) -> str:
     return "".join(parts)
 
 
+def _is_report(path: Path) -> bool:
+    """A file this command wrote (so --out may replace it): its head carries our title."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"<!DOCTYPE html>") and b"<title>Syphus report" in head
+
+
 def build_report(
     corpus_dir: str | Path,
     out: str | Path,
@@ -677,6 +687,10 @@ def build_report(
     out = Path(out)
     if out.is_dir():
         raise SyphusError(f"{out}: --out is a folder; give a file name such as report.html")
+    from curation.outputs import check_output_file, refuse_corpus_overlap
+
+    refuse_corpus_overlap(out, Path(corpus_dir))
+    check_output_file(out, recognise=_is_report, what="report")
     training = read_training(Path(train_dir)) if train_dir is not None else None
     summary = ReportSummary(out=out)
     with Corpus(corpus_dir, create=False, read_only=True) as corpus:

@@ -16,7 +16,14 @@ import numpy as np
 
 from curation.embed.cache import store_vectors
 from curation.embed.models import load_embedder
-from curation.embed.pipeline import EmbedStats, _progress, image_batches, missing_items, text_batches
+from curation.embed.pipeline import (
+    EmbedStats,
+    Undecodable,
+    _progress,
+    image_batches,
+    missing_items,
+    text_batches,
+)
 from schemas.errors import SyphusError
 
 
@@ -66,6 +73,7 @@ def embed_distributed(
         )
         step = world * chunk
         done = 0
+        undecodable = Undecodable()
         with _progress(
             progress and rank == 0, f"embed {kind}s ({embedder.name}, {world} ranks)", len(todo)
         ) as advance:
@@ -73,8 +81,11 @@ def embed_distributed(
                 mine = todo[start : start + step][rank::world]
 
                 def work(mine=mine):
+                    bad = Undecodable()
                     if kind == "image":
-                        batches = image_batches(embedder, mine, batch_size=batch_size, workers=workers)
+                        batches = image_batches(
+                            embedder, mine, batch_size=batch_size, workers=workers, undecodable=bad
+                        )
                     else:
                         batches = text_batches(
                             embedder, [k for k, _ in mine], [t for _, t in mine], batch_size=batch_size
@@ -83,11 +94,13 @@ def embed_distributed(
                     for k, v in batches:
                         keys.extend(k)
                         vecs.append(v)
-                    return keys, (np.concatenate(vecs) if vecs else None)
+                    return keys, (np.concatenate(vecs) if vecs else None), bad.count, bad.example
 
                 parts = _gather_results(work, dist)
                 if rank == 0:
-                    for keys, vecs in parts:
+                    for keys, vecs, n_bad, example in parts:
+                        undecodable.count += n_bad
+                        undecodable.example = undecodable.example or example
                         if keys:
                             store_vectors(corpus.con, embedder.name, kind, keys, vecs, run_id)
                             done += len(keys)
@@ -95,9 +108,17 @@ def embed_distributed(
         secs = time.perf_counter() - t0
         if run_id is not None:
             corpus.finish_run(
-                run_id, summary={"embedded": done, "world_size": world, "seconds": round(secs, 3)}
+                run_id,
+                summary={
+                    "embedded": done,
+                    "undecodable": undecodable.count,
+                    "world_size": world,
+                    "seconds": round(secs, 3),
+                },
             )
-        return EmbedStats(embedder.name, kind, total, total - len(todo), done, secs)
+        return EmbedStats(
+            embedder.name, kind, total, total - len(todo), done, secs, undecodable.count, undecodable.example
+        )
     finally:
         if corpus is not None:
             corpus.close()

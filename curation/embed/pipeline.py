@@ -24,6 +24,7 @@ from curation.embed.cache import (
     text_items,
 )
 from curation.embed.models import DecodeAndTransform, Embedder
+from curation.store import open_shard
 from schemas.errors import SyphusError
 
 
@@ -44,32 +45,60 @@ class ImageBytesDataset:
             self._fds, self._pid = {}, os.getpid()
         fd = self._fds.get(path)
         if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            fd = self._fds[path] = open_shard(path)
         return fd
 
     def __getitem__(self, i: int):
+        """(index, tensor, None) or (index, None, (kind, message)): a worker never raises, because
+        the DataLoader would turn a one-line error into a wrapped traceback."""
         it = self.items[i]
-        data = os.pread(self._fd(it.path), it.nbytes, it.offset)
-        if len(data) != it.nbytes:
-            raise SyphusError(f"{it.path}: truncated shard (image '{it.image_id}')")
-        return i, self.decoder(data, f"image '{it.image_id}'")
+        try:
+            data = os.pread(self._fd(it.path), it.nbytes, it.offset)
+            if len(data) != it.nbytes:
+                raise SyphusError(f"{it.path}: truncated shard (image '{it.image_id}')")
+        except (SyphusError, OSError) as e:
+            return i, None, ("unreadable", str(e))
+        try:
+            return i, self.decoder(data, f"image '{it.image_id}'"), None
+        except SyphusError as e:
+            return i, None, ("undecodable", str(e))
 
 
 def _collate(batch):
     import torch
 
-    idx = [b[0] for b in batch]
-    return idx, torch.stack([b[1] for b in batch])
+    good = [b for b in batch if b[2] is None]
+    x = torch.stack([b[1] for b in good]) if good else None
+    return [b[0] for b in good], x, [(b[0], *b[2]) for b in batch if b[2] is not None]
+
+
+@dataclass
+class Undecodable:
+    """Images whose stored bytes no longer decode: left out of the embedding and counted."""
+
+    count: int = 0
+    example: str | None = None
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        self.example = self.example or message
 
 
 def image_batches(
-    embedder: Embedder, items: Sequence[ImageItem], *, batch_size: int = 64, workers: int = 2
+    embedder: Embedder,
+    items: Sequence[ImageItem],
+    *,
+    batch_size: int = 64,
+    workers: int = 2,
+    undecodable: Undecodable | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
-    """Yield (keys, vectors) batch by batch, in item order."""
+    """Yield (keys, vectors) batch by batch, in item order. An image that does not decode is
+    skipped and counted in ``undecodable``; a missing or short shard stops with a one-line error."""
     if not items:
         return
     from torch.utils.data import DataLoader
 
+    _check_shards(items)
     ds = ImageBytesDataset(items, embedder.image_decoder())
     loader = DataLoader(
         ds,
@@ -80,8 +109,27 @@ def image_batches(
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
     )
-    for idx, x in loader:
-        yield [items[i].key for i in idx], embedder.encode_images(x)
+    for idx, x, failed in loader:
+        for _i, kind, message in failed:
+            if kind == "unreadable":
+                raise SyphusError(message)
+            if undecodable is not None:
+                undecodable.add(message)
+        if idx:
+            yield [items[i].key for i in idx], embedder.encode_images(x)
+
+
+def _check_shards(items: Sequence[ImageItem]) -> None:
+    """Every shard the items live in exists and is long enough, before any worker starts."""
+    need: dict[str, tuple[int, str]] = {}
+    for it in items:
+        end = it.offset + it.nbytes
+        if end > need.get(it.path, (0, ""))[0]:
+            need[it.path] = (end, it.image_id)
+    for path, (end, image_id) in need.items():
+        os.close(open_shard(path))
+        if os.path.getsize(path) < end:
+            raise SyphusError(f"{path}: truncated shard (image '{image_id}'); the corpus is damaged")
 
 
 def text_batches(
@@ -102,6 +150,8 @@ class EmbedStats:
     cached: int
     embedded: int
     seconds: float
+    undecodable: int = 0
+    undecodable_example: str | None = None
 
     @property
     def per_second(self) -> float:
@@ -141,12 +191,13 @@ def embed_corpus(
         raise SyphusError(f"{corpus.path}: the corpus has no images to embed")
     t0 = time.perf_counter()
     done = 0
+    bad = Undecodable()
     if todo:
         run_id = corpus.start_run(
             f"embed {kind}", {"model": embedder.name, "kind": kind, "batch_size": batch_size}
         )
         if kind == "image":
-            batches = image_batches(embedder, todo, batch_size=batch_size, workers=workers)
+            batches = image_batches(embedder, todo, batch_size=batch_size, workers=workers, undecodable=bad)
         else:
             batches = text_batches(
                 embedder, [k for k, _ in todo], [t for _, t in todo], batch_size=batch_size
@@ -171,9 +222,17 @@ def embed_corpus(
             commit()
         secs = time.perf_counter() - t0
         corpus.finish_run(
-            run_id, summary={"embedded": done, "cached": total - len(todo), "seconds": round(secs, 3)}
+            run_id,
+            summary={
+                "embedded": done,
+                "cached": total - len(todo),
+                "undecodable": bad.count,
+                "seconds": round(secs, 3),
+            },
         )
-    return EmbedStats(embedder.name, kind, total, total - len(todo), done, time.perf_counter() - t0)
+    return EmbedStats(
+        embedder.name, kind, total, total - len(todo), done, time.perf_counter() - t0, bad.count, bad.example
+    )
 
 
 class _progress:

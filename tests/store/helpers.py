@@ -77,3 +77,41 @@ def write_mimicit(
             df.to_parquet(files["images"])
     files["_raw"] = raw  # type: ignore[assignment]
     return files
+
+
+def run_syphus(*args) -> tuple[int, str, str]:
+    """Run the CLI in this process, as a user would (one-line errors, exit codes), and return
+    (exit code, stdout, stderr); faster than a subprocess for the many small calls of a test."""
+    import contextlib
+
+    from syphus import ui
+    from syphus.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    rc = 0
+    widths = ui.out.width, ui.console.width
+    ui.out.width = ui.console.width = 400  # summary rows on one line each, whatever the terminal
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else 1
+        finally:
+            ui.out.width, ui.console.width = widths
+    return rc, out.getvalue(), err.getvalue()
+
+
+def one_error_line(err: str) -> str:
+    """The single 'error:' line a failed command printed (and no traceback)."""
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def summary_value(out: str, label: str) -> str:
+    """The value beside ``label`` in a summary table the CLI printed."""
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) >= 2 and cells[0] == label:
+            return cells[1]
+    raise AssertionError(f"no summary row '{label}' in:\n{out}")

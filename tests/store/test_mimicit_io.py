@@ -231,8 +231,12 @@ def test_skip_bad_quarantines_and_counts(tmp_path):
     files["instructions"].write_text(json.dumps(doc), encoding="utf-8")
     with Corpus(tmp_path / "c") as c:
         r = import_mimicit(c, files["instructions"], images=[files["images"]], skip_bad=True)
+        # the two pairs whose rel_ins_ids name the skipped pair keep the link, counted
         assert r.instructions_added == 19 and r.skipped == {"unknown image id": 1}
-        reason, rec = c.con.execute("SELECT reason, record_id FROM quarantine").fetchone()
+        assert (r.context_unresolved, r.context_unresolved_example) == (2, "LA_INS_00005")
+        reason, rec = c.con.execute(
+            "SELECT reason, record_id FROM quarantine WHERE reason LIKE '%image_ids%'"
+        ).fetchone()
         assert rec == "LA_INS_00005" and "NOPE" in reason
 
 
