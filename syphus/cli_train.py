@@ -12,6 +12,8 @@ import typer
 
 from trainer.net import free_port
 
+REPORTED_ERROR = 3  # trainer.train.REPORTED_ERROR, without importing torch here
+
 
 def launch_command(
     mix: Path,
@@ -97,6 +99,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(prefix + " ".join(cmd))
             return
         rc = subprocess.call(cmd, env=env)
+        if rc == REPORTED_ERROR:
+            raise typer.Exit(1)  # the trainer printed the one-line error itself
         if rc != 0:
             raise SyphusError(
                 f"training exited with status {rc}; rerun the same command to resume from {out}"
