@@ -134,10 +134,21 @@ def register(app: typer.Typer) -> None:
         ),
         max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Longest answer to generate."),
         prompt_format: str = typer.Option("otter", "--prompt-format", help="otter, llama2 or plain."),
+        max_pixels: int | None = typer.Option(
+            None,
+            "--max-pixels",
+            min=1,
+            help="Refuse images with more pixels (default: about 89.5 million; decompression bombs).",
+        ),
     ) -> None:
         """Ask a trained Otter one question, optionally after in-context examples."""
+        from functools import partial
+
         from schemas.errors import SyphusError
-        from trainer.chat import Chat, ContextExample, Question, open_image
+        from trainer.chat import Chat, ContextExample, Question
+        from trainer.chat import open_image as open_any
+
+        open_image = partial(open_any, max_pixels=max_pixels) if max_pixels else open_any
 
         if len(context_image) != len(context_answer):
             raise SyphusError("--context-image and --context-answer must be given the same number of times")

@@ -566,7 +566,20 @@ def load_otter(path: str | Path, **from_pretrained_kwargs):
     path = Path(path)
     if not (path / "config.json").is_file():
         raise SyphusError(f"{path}: not an Otter folder (no config.json)")
-    model = OtterForConditionalGeneration.from_pretrained(str(path), **from_pretrained_kwargs)
+    # Weights come only from safetensors: a pickled .bin/.pt is never read, even weights-only.
+    if not any((path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        found = (
+            f" (found {', '.join(pickled)}, which is not read: pickled weights can run code)"
+            if pickled
+            else ""
+        )
+        raise SyphusError(
+            f"{path}: no model.safetensors{found}; save the model with save_pretrained(safe_serialization=True)"
+        )
+    model = OtterForConditionalGeneration.from_pretrained(
+        str(path), **{"use_safetensors": True, **from_pretrained_kwargs}
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     return model, tokenizer, OtterImageProcessor.from_pretrained(path)
 
