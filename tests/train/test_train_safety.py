@@ -187,3 +187,46 @@ def test_non_finite_numbers_in_the_config_are_refused_before_training(tmp_path, 
         assert code == 1, line
         assert str(config) in err and field in err and len(err.strip().splitlines()) == 1, (line, err)
         assert not (tmp_path / "o").exists()
+
+
+def _fake_checkpoint(ckpt_dir: Path, step: int, *, manifest: bool = True, saving: bool = False) -> Path:
+    """A checkpoint folder as the trainer lays it out (the file's content does not matter here)."""
+    from trainer.resume import MANIFEST, SAVING, checkpoint_tag, write_manifest
+
+    tag = ckpt_dir / checkpoint_tag(step)
+    tag.mkdir(parents=True)
+    f = tag / "mp_rank_00_model_states.pt"
+    f.write_bytes(f"weights of step {step}".encode())
+    if saving:
+        (tag / SAVING).touch()
+    if manifest:
+        write_manifest(tag, step, [{str(f.resolve()): hashlib.sha256(f.read_bytes()).hexdigest()}])
+        assert (tag / MANIFEST).is_file()
+    return tag
+
+
+def test_which_checkpoint_a_resume_picks(tmp_path):
+    from schemas.errors import SyphusError
+    from trainer.resume import newest_good_checkpoint, verify_checkpoint
+
+    ckpt = tmp_path / "checkpoints"
+    assert newest_good_checkpoint(ckpt) == (None, [])
+    good = _fake_checkpoint(ckpt, 2)
+    # a save cut short by a kill: ignored, and a run with nothing better starts over quietly
+    _fake_checkpoint(ckpt, 6, manifest=False, saving=True)
+    tag, warnings = newest_good_checkpoint(ckpt)
+    assert tag == good and warnings == [f"{ckpt / 'step00000006'}: an interrupted save, ignored"]
+    # a changed file: skipped with a warning naming it
+    changed = _fake_checkpoint(ckpt, 4) / "mp_rank_00_model_states.pt"
+    changed.write_bytes(b"something else")
+    tag, warnings = newest_good_checkpoint(ckpt)
+    assert tag == good and any(str(changed) in w and "resuming from step00000002" in w for w in warnings)
+    # a manifest may not send the loader outside its folder; with no good checkpoint left the
+    # resume is refused, naming the newest one's fault
+    (good / "manifest.json").write_text(
+        json.dumps({"step": 2, "files": {"../../train_config.json": "0" * 64}})
+    )
+    with pytest.raises(SyphusError, match="invalid file entry '../../train_config.json'"):
+        verify_checkpoint(good)
+    with pytest.raises(SyphusError, match=f"{changed}: does not match.*no checkpoint in {ckpt} verifies"):
+        newest_good_checkpoint(ckpt)
