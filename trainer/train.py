@@ -637,6 +637,8 @@ def _resume(engine, checkpoints: VerifiedCheckpointEngine, ckpt_dir: Path, rank:
     _, client = engine.load_checkpoint(str(ckpt_dir), tag=tag)
     if not client or client.get("step") != step:
         raise SyphusError(f"{ckpt_dir / tag}: its saved step does not match the folder name")
+    if rank == 0:
+        print(f"resumed from {ckpt_dir / tag}", file=sys.stderr)
     return step
 
 

@@ -119,8 +119,10 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert _errors(again) == []
     warnings = [line for line in again.stderr.splitlines() if str(damaged) in line]
     assert len(warnings) == 1 and "resuming from step00000002" in warnings[0], again.stderr[-3000:]
-    # resumed exactly from step 2: the same loss curve as the uninterrupted run, no step twice
+    # resumed exactly from step 2: steps 1-2 kept as logged, then the same losses, no step twice
+    assert f"resumed from {run / 'checkpoints' / 'step00000002'}" in again.stderr
     after = (run / "metrics.jsonl").read_text().splitlines()
+    assert after[:2] == before[:2]  # not recomputed (their samples/s would differ)
     assert [json.loads(x)["step"] for x in after] == [1, 2, 3, 4, 5, 6]
     for x, y in zip(before, after, strict=True):
         assert json.loads(x)["loss"] == pytest.approx(json.loads(y)["loss"], rel=1e-6)
