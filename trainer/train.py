@@ -51,6 +51,10 @@ METRICS = "metrics.jsonl"
 REPORTED_ERROR = 3
 
 
+class CollectiveError(SyphusError):
+    """An error every rank raises at once from a shared decision: only rank 0 prints it."""
+
+
 # -- pieces a test or a benchmark can use on their own ----------------------------------------
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Next-token cross-entropy over supervised positions.
@@ -267,7 +271,7 @@ def all_finite(engine) -> bool:
 def _check_finite_weights(engine, step: int) -> None:
     """Non-finite weights are never saved: the run stops with an error instead."""
     if not all_finite(engine):
-        raise SyphusError(
+        raise CollectiveError(
             f"step {step}: the model's weights are NaN or infinite, so they are not saved; lower lr "
             "or check init_from and the data (earlier checkpoints are kept)"
         )
@@ -360,7 +364,7 @@ class NonFiniteSteps:
 
     def stop_if_exceeded(self, step: int, engine) -> None:
         if self.in_a_row > self.limit:
-            raise SyphusError(
+            raise CollectiveError(
                 f"step {step}: the loss or gradient was NaN or infinite in {self.in_a_row} optimizer "
                 f"steps in a row (training config field 'max_nonfinite_steps': {self.limit}); "
                 "lower lr or check init_from and the data; earlier checkpoints are kept"
@@ -629,7 +633,7 @@ def _resume(engine, checkpoints: VerifiedCheckpointEngine, ckpt_dir: Path, rank:
     if refused is not None:
         raise refused
     if step == -2:
-        raise SyphusError(f"{ckpt_dir}: no checkpoint verifies (rank 0 names the file)")
+        raise CollectiveError(f"{ckpt_dir}: no checkpoint verifies (rank 0 names the file)")
     if step < 0:
         return 0
     tag = checkpoint_tag(step)
@@ -683,7 +687,8 @@ def main(argv: list[str] | None = None) -> None:
     except SyphusError as e:
         if os.environ.get("SYPHUS_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if not isinstance(e, CollectiveError) or os.environ.get("RANK", "0") == "0":
+            print(f"error: {e}", file=sys.stderr)
         sys.exit(REPORTED_ERROR)
 
 
