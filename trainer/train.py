@@ -220,10 +220,10 @@ class StepRunner:
 
     def __init__(self, engine, cfg: TrainConfig, precision: str, world_size: int):
         self.engine = engine
+        self.grad_norm: float | None = None  # of the last optimizer step; None where not computed
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
         self.clip = cfg.clip_grad if clips_itself(cfg, precision) else 0.0
         self.params = [p for p in engine.module.parameters() if p.requires_grad]
-        self.grad_norm: float | None = None  # of the last optimizer step; None where not computed
         if cfg.zero_stage == 0 and world_size == 1:
             engine.enable_backward_allreduce = False
 
@@ -237,13 +237,12 @@ class StepRunner:
         engine = self.engine
         loss, sums, counts = forward_batch(engine, batch, self.dtype)
         engine.backward(loss)
-        boundary = engine.is_gradient_accumulation_boundary()
-        if self.clip and boundary:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
-            self.grad_norm = float(norm)
+        if self.clip and engine.is_gradient_accumulation_boundary():
+            self.grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.clip))
             if not math.isfinite(self.grad_norm):
                 for p in self.params:
                     p.grad = None
+        boundary = engine.is_gradient_accumulation_boundary()
         engine.step()
         if boundary and not self.clip:
             norm = engine.get_global_grad_norm()
