@@ -577,11 +577,30 @@ def load_otter(path: str | Path, **from_pretrained_kwargs):
         raise SyphusError(
             f"{path}: no model.safetensors{found}; save the model with save_pretrained(safe_serialization=True)"
         )
-    model = OtterForConditionalGeneration.from_pretrained(
-        str(path), **{"use_safetensors": True, **from_pretrained_kwargs}
-    )
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    return model, tokenizer, OtterImageProcessor.from_pretrained(path)
+    from safetensors import SafetensorError
+
+    # A damaged or incomplete folder is the user's to fix: say which part failed, on one line.
+    unreadable = (OSError, ValueError, KeyError, SafetensorError)
+    try:
+        model = OtterForConditionalGeneration.from_pretrained(
+            str(path), **{"use_safetensors": True, **from_pretrained_kwargs}
+        )
+    except unreadable as e:
+        raise SyphusError(f"{path}: cannot load the model's config or weights ({_one_line(e)})") from e
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except unreadable as e:
+        raise SyphusError(f"{path}: cannot load the tokenizer ({_one_line(e)})") from e
+    try:
+        image_processor = OtterImageProcessor.from_pretrained(path)
+    except unreadable as e:
+        raise SyphusError(f"{path}: cannot load the image processor ({_one_line(e)})") from e
+    return model, tokenizer, image_processor
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"{type(e).__name__}: {text[:limit]}"
 
 
 AutoConfig.register(OtterConfig.model_type, OtterConfig)

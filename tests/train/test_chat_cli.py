@@ -182,3 +182,31 @@ def test_chat_never_unpickles_weights(model_dir, tmp_path, capsys):
         assert f"{folder}: no model.safetensors (found pytorch_model.bin" in err
         assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("config", "cannot load the model's config or weights (OSError"),
+        ("weights", "cannot load the model's config or weights (SafetensorError"),
+        ("tokenizer", "cannot load the tokenizer"),
+    ],
+)
+def test_chat_on_a_damaged_model_folder_is_one_line(model_dir, tmp_path, capsys, damage, message):
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(model_dir, folder)
+    if damage == "config":
+        (folder / "config.json").write_text("{not json")
+    elif damage == "weights":
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    else:
+        (folder / "tokenizer.json").unlink()
+        (folder / "tokenizer_config.json").unlink()
+    code, out, err = run_cli(["chat", "--model", str(folder), "q"], capsys)
+    assert code == 1 and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [line for line in errors if f"{folder}: {message}" in line] and len(errors) == 1, err
+    assert "Traceback" not in err
