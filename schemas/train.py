@@ -15,20 +15,23 @@ Example::
     warmup_steps: 10
     zero_stage: 2
     save_every: 50
+
+Every number must be finite and in its range (``lr: .inf`` is refused before anything runs).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.errors import SyphusError, first_validation_error, read_yaml
 
 
 class LoraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     r: int = Field(8, ge=1, description="LoRA rank")
     alpha: int = Field(16, ge=1)
@@ -36,8 +39,21 @@ class LoraSettings(BaseModel):
     target_modules: list[str] | None = None
 
 
+def _non_finite(value: Any, where: str) -> str | None:
+    """The path of the first NaN or infinite float inside ``value`` (nested dicts and lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{where}.{k}")
+        if found:
+            return found
+    return None
+
+
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: no float field accepts .nan or .inf (pydantic's bounds alone let inf through)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: dict[str, Any] = Field(
         default_factory=lambda: {"name": "tiny"},
@@ -73,14 +89,19 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1)
     epochs: float | None = Field(None, gt=0)
 
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    lr: float = Field(1e-4, gt=0, le=1)
+    weight_decay: float = Field(0.1, ge=0, le=1)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0, le=1)
     warmup_steps: int | None = Field(None, ge=0)
     warmup_ratio: float = Field(0.03, ge=0, le=1)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     clip_grad: float = Field(1.0, gt=0)
+    max_nonfinite_steps: int = Field(
+        10,
+        ge=0,
+        description="optimizer steps in a row with a NaN/inf loss or gradient that are skipped before the run stops",
+    )
 
     zero_stage: Literal[0, 1, 2, 3] = 2
     offload_optimizer: bool = False
@@ -88,7 +109,7 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
 
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**63)
     torch_threads: int | None = Field(
         None, ge=1, description="intra-op CPU threads per process (1 is fastest for tiny models on busy CPUs)"
     )
@@ -97,6 +118,14 @@ class TrainConfig(BaseModel):
     log_every: int = Field(1, ge=1)
     tensorboard: bool = True
     wandb_project: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _finite_model_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        found = _non_finite(value, "model")
+        if found:
+            raise ValueError(f"{found} must be a finite number")
+        return value
 
     @model_validator(mode="after")
     def _length(self) -> TrainConfig:

@@ -12,6 +12,8 @@ import typer
 
 from trainer.net import free_port
 
+REPORTED_ERROR = 3  # trainer.train.REPORTED_ERROR, without importing torch here
+
 
 def launch_command(
     mix: Path,
@@ -117,6 +119,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"training on CPU with {num_gpus or 1} process(es) (DS_ACCELERATOR=cpu)", err=True)
         env = {**os.environ, **env, **launcher_env()}
         rc = subprocess.call(cmd, env=env, preexec_fn=die_with_parent())
+        if rc == REPORTED_ERROR:
+            raise typer.Exit(1)  # the trainer printed the one-line error itself
         if rc != 0:
             check_run_unlocked(out)  # lost the race for the folder to another trainer: say so
             raise SyphusError(
@@ -151,10 +155,21 @@ def register(app: typer.Typer) -> None:
         ),
         max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Longest answer to generate."),
         prompt_format: str = typer.Option("otter", "--prompt-format", help="otter, llama2 or plain."),
+        max_pixels: int | None = typer.Option(
+            None,
+            "--max-pixels",
+            min=1,
+            help="Refuse images with more pixels (default: about 89.5 million; decompression bombs).",
+        ),
     ) -> None:
         """Ask a trained Otter one question, optionally after in-context examples."""
+        from functools import partial
+
         from schemas.errors import SyphusError
-        from trainer.chat import Chat, ContextExample, Question, open_image
+        from trainer.chat import Chat, ContextExample, Question
+        from trainer.chat import open_image as open_any
+
+        open_image = partial(open_any, max_pixels=max_pixels) if max_pixels else open_any
 
         if len(context_image) != len(context_answer):
             raise SyphusError("--context-image and --context-answer must be given the same number of times")

@@ -17,7 +17,6 @@ import duckdb
 import pytest
 
 
-
 def _demo(out: Path) -> subprocess.CompletedProcess:
     """Run from the output's parent with a relative --out, as `make demo` does from the clone."""
     env = dict(os.environ, DS_ACCELERATOR="cpu", COLUMNS="120")

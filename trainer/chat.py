@@ -7,12 +7,14 @@ The prompt is built by the same ``PromptBuilder`` as training, ending right afte
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from curation.images import DEFAULT_MAX_PIXELS
 from schemas.errors import SyphusError
 from trainer.prompting import PromptBuilder, SpecialTokens, Turn
 
@@ -32,15 +34,29 @@ class Question:
     id: str = ""
 
 
-def open_image(path: str | Path) -> Image.Image:
+def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An RGB image; the pixel count is checked from the header before anything is decoded, so a
+    small file that claims gigabytes of pixels (a decompression bomb) is refused cheaply."""
     path = Path(path)
     if not path.is_file():
         raise SyphusError(f"{path}: image not found")
+    pil_limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a message naming the file
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise SyphusError(
+                        f"{path}: image is {width}x{height} = {width * height} pixels, over the limit of "
+                        f"{max_pixels} (possible decompression bomb; raise --max-pixels if it is genuine)"
+                    )
+                return im.convert("RGB")
     except OSError as e:
-        raise SyphusError(f"{path}: cannot decode image ({e})") from e
+        raise SyphusError(f"{path}: cannot decode image ({' '.join(str(e).split())})") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
 
 
 class Chat:

@@ -566,9 +566,41 @@ def load_otter(path: str | Path, **from_pretrained_kwargs):
     path = Path(path)
     if not (path / "config.json").is_file():
         raise SyphusError(f"{path}: not an Otter folder (no config.json)")
-    model = OtterForConditionalGeneration.from_pretrained(str(path), **from_pretrained_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    return model, tokenizer, OtterImageProcessor.from_pretrained(path)
+    # Weights come only from safetensors: a pickled .bin/.pt is never read, even weights-only.
+    if not any((path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        found = (
+            f" (found {', '.join(pickled)}, which is not read: pickled weights can run code)"
+            if pickled
+            else ""
+        )
+        raise SyphusError(
+            f"{path}: no model.safetensors{found}; save the model with save_pretrained(safe_serialization=True)"
+        )
+    from safetensors import SafetensorError
+
+    # A damaged or incomplete folder is the user's to fix: say which part failed, on one line.
+    unreadable = (OSError, ValueError, KeyError, SafetensorError)
+    try:
+        model = OtterForConditionalGeneration.from_pretrained(
+            str(path), **{"use_safetensors": True, **from_pretrained_kwargs}
+        )
+    except unreadable as e:
+        raise SyphusError(f"{path}: cannot load the model's config or weights ({_one_line(e)})") from e
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except unreadable as e:
+        raise SyphusError(f"{path}: cannot load the tokenizer ({_one_line(e)})") from e
+    try:
+        image_processor = OtterImageProcessor.from_pretrained(path)
+    except unreadable as e:
+        raise SyphusError(f"{path}: cannot load the image processor ({_one_line(e)})") from e
+    return model, tokenizer, image_processor
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"{type(e).__name__}: {text[:limit]}"
 
 
 AutoConfig.register(OtterConfig.model_type, OtterConfig)

@@ -32,11 +32,29 @@ from trainer.collate import Batch
 from trainer.lifeline import exit_with_launcher
 from trainer.net import free_port
 from trainer.prompting import IGNORE_INDEX, SpecialTokens
+from trainer.resume import (
+    MANIFEST,
+    SAVING,
+    TAG_PREFIX,
+    VerifiedCheckpointEngine,
+    checkpoint_tag,
+    checkpoint_tags,
+    newest_good_checkpoint,
+    read_manifest,
+    write_manifest,
+)
 from trainer.runlock import hold_run_lock
 
 CHECKPOINTS = "checkpoints"
 MODEL_DIR = "model"
 METRICS = "metrics.jsonl"
+# Exit status after a one-line error about the user's input or run folder (a crash exits 1):
+# ``syphus train`` then adds nothing of its own.
+REPORTED_ERROR = 3
+
+
+class CollectiveError(SyphusError):
+    """An error every rank raises at once from a shared decision: only rank 0 prints it."""
 
 
 # -- pieces a test or a benchmark can use on their own ----------------------------------------
@@ -205,6 +223,7 @@ class StepRunner:
 
     def __init__(self, engine, cfg: TrainConfig, precision: str, world_size: int):
         self.engine = engine
+        self.grad_norm: float | None = None  # of the last optimizer step; None where not computed
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
         self.clip = cfg.clip_grad if clips_itself(cfg, precision) else 0.0
         self.params = [p for p in engine.module.parameters() if p.requires_grad]
@@ -213,13 +232,25 @@ class StepRunner:
             engine.enable_backward_allreduce = False
 
     def __call__(self, batch: Batch):
-        """Returns (loss, per-sample loss sums, per-sample supervised counts)."""
+        """Returns (loss, per-sample loss sums, per-sample supervised counts).
+
+        An optimizer step whose gradient norm is not finite leaves the weights as they were:
+        DeepSpeed's ZeRO optimizers skip it themselves; on the torch-clip path the gradients
+        are dropped, which AdamW reads as "no update".
+        """
         engine = self.engine
         loss, sums, counts = forward_batch(engine, batch, self.dtype)
         engine.backward(self.global_mean(loss, counts))
-        if self.clip and engine.is_gradient_accumulation_boundary():
-            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        boundary = engine.is_gradient_accumulation_boundary()
+        if self.clip and boundary:
+            self.grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.clip))
+            if not math.isfinite(self.grad_norm):
+                for p in self.params:
+                    p.grad = None
         engine.step()
+        if boundary and not self.clip:
+            norm = engine.get_global_grad_norm()
+            self.grad_norm = None if norm is None else float(norm)
         return loss, sums, counts
 
     def global_mean(self, loss: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -237,6 +268,32 @@ class StepRunner:
         total = mine.detach().clone()
         dist.all_reduce(total)
         return loss * (mine.clamp(min=1) * self.world_size / total.clamp(min=1))
+
+
+def all_finite(engine) -> bool:
+    """Whether every weight is finite, agreed across ranks (under ZeRO-3 each rank checks its
+    own partition)."""
+    import torch.distributed as dist
+
+    bad = torch.zeros(1, device=engine.device)
+    for p in engine.module.parameters():
+        held = getattr(p, "ds_tensor", None)
+        held = p if held is None else held
+        if held.numel() and not bool(torch.isfinite(held).all()):
+            bad += 1
+            break
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(bad)
+    return float(bad) == 0
+
+
+def _check_finite_weights(engine, step: int) -> None:
+    """Non-finite weights are never saved: the run stops with an error instead."""
+    if not all_finite(engine):
+        raise CollectiveError(
+            f"step {step}: the model's weights are NaN or infinite, so they are not saved; lower lr "
+            "or check init_from and the data (earlier checkpoints are kept)"
+        )
 
 
 def gathered_state_dict(module: torch.nn.Module, zero3: bool, rank: int) -> dict[str, torch.Tensor]:
@@ -296,6 +353,43 @@ def plot_loss(metrics_path: Path, png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
+
+
+class NonFiniteSteps:
+    """Counts optimizer steps whose loss or gradient norm was NaN or infinite.
+
+    Such a step leaves the weights unchanged (see ``StepRunner``); a few are tolerated (fp16 loss
+    scaling overflows by design), more than ``limit`` in a row stop the run with an error.
+    """
+
+    def __init__(self, limit: int, world_size: int):
+        self.limit = limit
+        self.world_size = world_size
+        self.in_a_row = 0
+        self.total = 0
+
+    def observe(self, loss_sum: float, grad_norm: float | None, device) -> bool:
+        """Record one optimizer step; True when it was non-finite (the same answer on every rank)."""
+        bad = not math.isfinite(loss_sum) or (grad_norm is not None and not math.isfinite(grad_norm))
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(bad)], device=device)
+            dist.all_reduce(flag)
+            bad = float(flag) > 0
+        self.in_a_row = self.in_a_row + 1 if bad else 0
+        self.total += bad
+        return bad
+
+    def stop_if_exceeded(self, step: int, engine) -> None:
+        if self.in_a_row > self.limit:
+            raise CollectiveError(
+                f"step {step}: the loss or gradient was NaN or infinite in {self.in_a_row} optimizer "
+                f"steps in a row (training config field 'max_nonfinite_steps': {self.limit}); "
+                "lower lr or check init_from and the data; earlier checkpoints are kept"
+            )
+        # An optimizer that applied a non-finite update cannot recover: stop at once.
+        _check_finite_weights(engine, step)
 
 
 @dataclass
@@ -396,10 +490,9 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
     train_step = StepRunner(engine, cfg, precision, world)
 
     ckpt_dir = out / CHECKPOINTS
-    step = 0
-    if (ckpt_dir / "latest").is_file():
-        _, client = engine.load_checkpoint(str(ckpt_dir))
-        step = int(client["step"])
+    checkpoints = VerifiedCheckpointEngine(engine.checkpoint_engine)
+    engine.checkpoint_engine = checkpoints
+    step = _resume(engine, checkpoints, ckpt_dir, rank)
     metrics_path = out / METRICS
     if rank == 0:
         metrics_path.write_text("".join(line + "\n" for line in _read_metrics(metrics_path, step)))
@@ -422,6 +515,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
         )
 
     group_names = data.groups
+    nonfinite = NonFiniteSteps(cfg.max_nonfinite_steps, world)
     skipped: dict[str, int] = {}
     shown_warnings = 0
     last: dict = {}
@@ -431,6 +525,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
     try:
         while step < steps:
             torch.manual_seed(step_seed(cfg.seed, step, rank))
+            step_loss = 0.0
             for _ in range(cfg.grad_accum):
                 batch = next(batches)
                 skip_guard.add(batch)
@@ -443,6 +538,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
                 loss, sums, counts = train_step(batch)
                 meter.samples += batch.n_samples
                 meter.tokens += batch.n_tokens
+                step_loss += float(sums.sum())
                 meter.loss_sum += float(sums.sum())
                 meter.loss_count += int(counts.sum())
                 for g, s, c in zip(batch.groups, sums.tolist(), counts.tolist(), strict=True):
@@ -450,6 +546,8 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
                         group_sums[group_names.index(g), 0] += s
                         group_sums[group_names.index(g), 1] += c
             step += 1
+            if nonfinite.observe(step_loss, train_step.grad_norm, engine.device):
+                nonfinite.stop_if_exceeded(step, engine)
             if step % cfg.log_every == 0 or step == steps:
                 last = _log(
                     step, engine, meter, group_sums, group_names, rank, metrics_path, writer, wandb_run
@@ -463,13 +561,19 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
                     description=f"train loss {last.get('loss', float('nan')):.4f}",
                 )
             if step % cfg.save_every == 0 and step < steps:
-                _save(engine, ckpt_dir, step, cfg, rank)
+                _save(engine, checkpoints, ckpt_dir, step, cfg, rank, world)
     finally:
         if progress is not None:
             progress[0].stop()
     if skipped and rank == 0:
         print(f"warning: skipped {sum(skipped.values())} samples: {skipped}", file=sys.stderr)
     skip_guard.finish()
+    if nonfinite.total and rank == 0:
+        print(
+            f"warning: skipped {nonfinite.total} optimizer steps with a non-finite loss or gradient",
+            file=sys.stderr,
+        )
+    _check_finite_weights(engine, step)
     export_model(engine, tokenizer, image_processor, out / MODEL_DIR, cfg.zero_stage == 3, rank)
     if rank == 0:
         plot_loss(metrics_path, out / "loss.png")
@@ -478,6 +582,7 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
         if wandb_run is not None:
             wandb_run.finish()
         last["skipped"] = skipped
+        last["nonfinite_steps"] = nonfinite.total
         (out / "summary.json").write_text(json.dumps(last, indent=2))
         run_lock.close()
     return last
@@ -530,15 +635,70 @@ def _log(step, engine, meter: Meter, group_sums, groups, rank, metrics_path, wri
     return row
 
 
-def _save(engine, ckpt_dir: Path, step: int, cfg: TrainConfig, rank: int) -> None:
+def _resume(engine, checkpoints: VerifiedCheckpointEngine, ckpt_dir: Path, rank: int) -> int:
+    """Load the newest checkpoint that verifies; returns its step (0 for a fresh run).
+
+    Rank 0 verifies the digests (each file read once) and tells every rank which step to load.
+    """
     import torch.distributed as dist
 
-    engine.save_checkpoint(str(ckpt_dir), tag=f"step{step:08d}", client_state={"step": step})
-    dist.barrier()
+    choice = torch.tensor([-1], dtype=torch.long, device=engine.device)
+    refused = None
     if rank == 0:
-        tags = sorted(p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith("step"))
-        for old in tags[: -cfg.keep_checkpoints]:
+        try:
+            tag_dir, warnings = newest_good_checkpoint(ckpt_dir)
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            if tag_dir is not None:
+                choice[0] = int(tag_dir.name.removeprefix(TAG_PREFIX))
+        except SyphusError as e:
+            refused = e
+            choice[0] = -2
+    dist.broadcast(choice, src=0)
+    step = int(choice[0])
+    if refused is not None:
+        raise refused
+    if step == -2:
+        raise CollectiveError(f"{ckpt_dir}: no checkpoint verifies (rank 0 names the file)")
+    if step < 0:
+        return 0
+    tag = checkpoint_tag(step)
+    checkpoints.allow(ckpt_dir / tag, read_manifest(ckpt_dir / tag))
+    _, client = engine.load_checkpoint(str(ckpt_dir), tag=tag)
+    if not client or client.get("step") != step:
+        raise SyphusError(f"{ckpt_dir / tag}: its saved step does not match the folder name")
+    if rank == 0:
+        print(f"resumed from {ckpt_dir / tag}", file=sys.stderr)
+    return step
+
+
+def _save(
+    engine,
+    checkpoints: VerifiedCheckpointEngine,
+    ckpt_dir: Path,
+    step: int,
+    cfg: TrainConfig,
+    rank: int,
+    world: int,
+) -> None:
+    """DeepSpeed's checkpoint plus ``manifest.json`` (the sha256 of every file), written last."""
+    import torch.distributed as dist
+
+    _check_finite_weights(engine, step)
+    tag_dir = ckpt_dir / checkpoint_tag(step)
+    if rank == 0:
+        tag_dir.mkdir(parents=True, exist_ok=True)
+        (tag_dir / SAVING).touch()
+        (tag_dir / MANIFEST).unlink(missing_ok=True)  # ours, from an earlier pass over this step
+    dist.barrier()
+    engine.save_checkpoint(str(ckpt_dir), tag=tag_dir.name, client_state={"step": step})
+    written: list = [None] * world
+    dist.all_gather_object(written, checkpoints.written)
+    if rank == 0:
+        write_manifest(tag_dir, step, written)
+        for old in checkpoint_tags(ckpt_dir)[: -cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -553,8 +713,9 @@ def main(argv: list[str] | None = None) -> None:
     except SyphusError as e:
         if os.environ.get("SYPHUS_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        if not isinstance(e, CollectiveError) or os.environ.get("RANK", "0") == "0":
+            print(f"error: {e}", file=sys.stderr)
+        sys.exit(REPORTED_ERROR)
 
 
 if __name__ == "__main__":

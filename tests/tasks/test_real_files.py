@@ -33,6 +33,7 @@ EGO4D = REAL / "ego4d" / "narration.json"
 MIMICIT = REAL / "mimicit"
 OTTER_MIX = REAL / "otter_mix" / "Demo_Data.yaml"
 
+
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
     # a wide terminal, so that rich does not cut table cells
     env = {**os.environ, "COLUMNS": "200"}

@@ -138,3 +138,75 @@ def test_infer_bad_input_names_the_line(model_dir, images, tmp_path, capsys):
         assert code == 1
         assert message in err and len(err.strip().splitlines()) == 1, err
         assert out_path.read_text() == "kept\n"  # nothing already written is touched
+
+
+def test_chat_refuses_a_pixel_bomb_before_decoding_it(model_dir, tmp_path, capsys):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12000, 9000)).save(bomb)  # 108 M pixels in about 13 kB
+    assert bomb.stat().st_size < 100_000
+    code, out, err = run_cli(["chat", "--model", str(model_dir), "--image", str(bomb), "q"], capsys)
+    assert code == 1 and out == ""
+    assert f"{bomb}: image is 12000x9000 = 108000000 pixels, over the limit" in err
+    assert len(err.strip().splitlines()) == 1, err
+    # the limit is the user's to raise; a small one refuses an ordinary image the same way
+    small = tmp_path / "small.png"
+    Image.new("RGB", (64, 64)).save(small)
+    code, _, err = run_cli(
+        ["chat", "--model", str(model_dir), "--image", str(small), "--max-pixels", "1000", "q"], capsys
+    )
+    assert code == 1 and "64x64 = 4096 pixels, over the limit of 1000" in err
+
+
+def test_chat_never_unpickles_weights(model_dir, tmp_path, capsys):
+    """A model folder whose weights are a pickle (.bin) instead of safetensors: one line naming the
+    folder and the file, and the pickle's payload never runs."""
+    import os
+    import pickle
+    import shutil
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(model_dir, folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": Payload()}))
+    for argv in (["chat", "--model", str(folder), "q"], ["infer", "--model", str(folder)]):
+        if argv[0] == "infer":
+            src = tmp_path / "q.jsonl"
+            src.write_text('{"instruction": "q"}\n')
+            argv += ["--input", str(src), "--out", str(tmp_path / "a.jsonl")]
+        code, _, err = run_cli(argv, capsys)
+        assert code == 1
+        assert f"{folder}: no model.safetensors (found pytorch_model.bin" in err
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("config", "cannot load the model's config or weights (OSError"),
+        ("weights", "cannot load the model's config or weights (SafetensorError"),
+        ("tokenizer", "cannot load the tokenizer"),
+    ],
+)
+def test_chat_on_a_damaged_model_folder_is_one_line(model_dir, tmp_path, capsys, damage, message):
+    import shutil
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(model_dir, folder)
+    if damage == "config":
+        (folder / "config.json").write_text("{not json")
+    elif damage == "weights":
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    else:
+        (folder / "tokenizer.json").unlink()
+        (folder / "tokenizer_config.json").unlink()
+    code, out, err = run_cli(["chat", "--model", str(folder), "q"], capsys)
+    assert code == 1 and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [line for line in errors if f"{folder}: {message}" in line] and len(errors) == 1, err
+    assert "Traceback" not in err

@@ -58,9 +58,12 @@ def test_resume_after_kill_gives_the_same_loss_curve(tmp_path):
     mix, cfg = _setup(tmp_path, "z2", steps=24, zero=2, save=4)
     uncut = _train(mix, cfg, tmp_path / "uncut")
     killed = _train(mix, cfg, tmp_path / "cut")
-    latest = tmp_path / "cut" / "checkpoints" / "latest"
+    checkpoints = tmp_path / "cut" / "checkpoints"
     deadline = time.time() + 240
-    while not latest.is_file() and killed.poll() is None and time.time() < deadline:
+    # a checkpoint is complete once its manifest is written (it is written last)
+    while (
+        not list(checkpoints.glob("step*/manifest.json")) and killed.poll() is None and time.time() < deadline
+    ):
         time.sleep(0.02)
     assert killed.poll() is None, "the run finished before it could be killed"
     killed.send_signal(signal.SIGKILL)
