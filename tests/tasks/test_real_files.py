@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from syphus.tasks.base import Annotation
 from syphus.tasks.registry import get_task
@@ -172,6 +173,14 @@ def test_dc_reads_real_train_json_whose_two_reversed_events_used_to_stop_the_fil
 
 def test_dc_generate_export_and_report_on_real_val_1(tmp_path, llm_server):
     corpus = tmp_path / "c"
+    # the videos' frames, as a user would import them (export leaves out pairs without images)
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for v in ("v_uqiMw7tQ1Cc", "v_bXdq2zI1Ms0"):
+        for f in range(8):
+            Image.new("RGB", (32, 24), (30 * f, 90, 160)).save(frames_dir / f"DC_IMG_{v}_{f}.png")
+    r = cli("import", "images", frames_dir, "--corpus", corpus)
+    assert r.returncode == 0, r.stderr
     r = cli("generate", "--task", "DC", "--annotations", ANET, "--corpus", corpus, "--no-progress",
             "--api-base", llm_server, "--model", "test-model", "--task-option", "image_id_pattern=DC_IMG_{video_id}_{frame}")  # fmt: skip
     assert r.returncode == 0, r.stderr
