@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.embed.cache import ensure_tables, load_vectors, text_key
+from curation.embed.cache import load_vectors, text_key
 from curation.embed.models import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
 from curation.index import DEFAULT_FLAT_MAX, IndexReport, all_items_knn
 from schemas.errors import SyphusError
@@ -244,7 +244,6 @@ def assign_context_sets(
     """Embed what is missing, search, apply exclusions, and write one run of context sets."""
     cfg.validate()
     t0 = time.perf_counter()
-    ensure_tables(corpus.con)
     items = _load_items(corpus.con)
     if not items.ids:
         raise SyphusError(f"{corpus.path}: no (unflagged) instructions to retrieve for")

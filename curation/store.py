@@ -17,7 +17,6 @@ completes it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import mmap
 import os
@@ -36,54 +35,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.images import DEFAULT_MAX_PIXELS, ImageInfo, inspect_image
+from curation.schema import SCHEMA_VERSION, TABLES, create_statements, now
 from schemas.errors import SyphusError
 
-SCHEMA_VERSION = 1
 DB_NAME = "corpus.duckdb"
 IMAGES_DIR = "images"
 ROWS_PER_GROUP = 64
-
-DDL = """
-CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
-CREATE TABLE IF NOT EXISTS runs (
-    id VARCHAR PRIMARY KEY, command VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP, status VARCHAR NOT NULL, config JSON, versions JSON, summary JSON);
-CREATE TABLE IF NOT EXISTS image_shards (
-    name VARCHAR PRIMARY KEY, rows INTEGER NOT NULL, nbytes BIGINT NOT NULL, run_id VARCHAR);
-CREATE TABLE IF NOT EXISTS blobs (
-    sha256 VARCHAR PRIMARY KEY, shard VARCHAR NOT NULL, row_group INTEGER NOT NULL,
-    row_in_group INTEGER NOT NULL, byte_offset BIGINT NOT NULL, nbytes BIGINT NOT NULL,
-    width INTEGER, height INTEGER, format VARCHAR);
-CREATE TABLE IF NOT EXISTS images (
-    id VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL, source VARCHAR, run_id VARCHAR);
-CREATE TABLE IF NOT EXISTS instructions (
-    id VARCHAR PRIMARY KEY, task VARCHAR NOT NULL, instruction VARCHAR NOT NULL,
-    answer VARCHAR NOT NULL, lang VARCHAR NOT NULL DEFAULT 'en', parent_id VARCHAR,
-    source_id VARCHAR, run_id VARCHAR, extra JSON);
-CREATE TABLE IF NOT EXISTS instruction_images (
-    ins_id VARCHAR NOT NULL, pos INTEGER NOT NULL, image_id VARCHAR NOT NULL,
-    PRIMARY KEY (ins_id, pos));
-CREATE TABLE IF NOT EXISTS context_sets (
-    query_id VARCHAR NOT NULL, rank INTEGER NOT NULL, related_id VARCHAR NOT NULL,
-    score DOUBLE, method VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
-    PRIMARY KEY (query_id, run_id, method, rank));
-CREATE TABLE IF NOT EXISTS instruction_flags (
-    ins_id VARCHAR NOT NULL, flag VARCHAR NOT NULL, reason VARCHAR, run_id VARCHAR,
-    active BOOLEAN NOT NULL DEFAULT TRUE, PRIMARY KEY (ins_id, flag));
-CREATE TABLE IF NOT EXISTS quarantine (
-    id VARCHAR PRIMARY KEY, stage VARCHAR NOT NULL, source VARCHAR, record_id VARCHAR,
-    reason VARCHAR NOT NULL, raw VARCHAR, run_id VARCHAR, created_at TIMESTAMP NOT NULL);
-CREATE OR REPLACE VIEW current_context AS
-    WITH ranked AS (
-        SELECT cs.query_id, cs.run_id, cs.method,
-               row_number() OVER (PARTITION BY cs.query_id ORDER BY r.started_at DESC, cs.run_id DESC, cs.method) AS rn
-        FROM (SELECT DISTINCT query_id, run_id, method FROM context_sets) cs JOIN runs r ON r.id = cs.run_id)
-    SELECT c.* FROM context_sets c JOIN ranked k
-        ON k.query_id = c.query_id AND k.run_id = c.run_id AND k.method = c.method AND k.rn = 1;
-CREATE OR REPLACE VIEW active_instructions AS
-    SELECT * FROM instructions i
-    WHERE NOT EXISTS (SELECT 1 FROM instruction_flags f WHERE f.ins_id = i.id AND f.active);
-"""
 
 
 # Instruction ids and task names become file names on export ({TASK}_instructions.json), so
@@ -97,10 +54,6 @@ def check_name(value: object, *, what: str) -> str:
     if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         raise SyphusError(f"{what} {value!r}: not a valid name (allowed: {NAME_RULE})")
     return value
-
-
-def now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
 def new_run_id(prefix: str = "run") -> str:
@@ -182,9 +135,11 @@ class Corpus:
             raise SyphusError(f"{db}: cannot open ({e}); is another syphus command using this corpus?") from e
         self.read_only = read_only
         if not read_only:
-            self.con.execute(DDL)
+            self.con.execute(create_statements())
             self._check_version()
             self._remove_orphans()
+        else:
+            self._stand_in_for_missing_tables()
         self._fds: dict[str, int] = {}
         self._fd_lock = threading.Lock()
         self._index: dict[str, tuple[str, int, int]] | None = None
@@ -211,6 +166,17 @@ class Corpus:
             raise SyphusError(
                 f"{self.path}: corpus schema version {row[0]} is newer than this syphus ({SCHEMA_VERSION}); upgrade syphus"
             )
+
+    def _stand_in_for_missing_tables(self) -> None:
+        """A corpus written by an older syphus may lack a table that a later stage used to create;
+        read-only, stand in an empty temporary one so that every query works on every corpus."""
+        have = {
+            r[0]
+            for r in self.con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()
+        }
+        missing = set(TABLES) - have
+        if missing:
+            self.con.execute(create_statements(temporary=True, only=missing))
 
     def _remove_orphans(self) -> None:
         """Delete shard files a killed command left behind (never referenced by a committed row)."""

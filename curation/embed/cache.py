@@ -2,7 +2,8 @@
 
 Keys are content hashes, not ids: an image's key is its sha256 (so identical bytes under two
 ids are embedded once), an instruction's key is the sha256 of its text. A rerun therefore
-embeds only content it has not seen, and an edited text gets a fresh vector.
+embeds only content it has not seen, and an edited text gets a fresh vector. The table itself
+is defined in ``curation/schema.py`` with every other table of the corpus.
 """
 
 from __future__ import annotations
@@ -14,18 +15,6 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pyarrow as pa
-
-DDL = """
-CREATE TABLE IF NOT EXISTS embeddings (
-    model VARCHAR NOT NULL, kind VARCHAR NOT NULL, key VARCHAR NOT NULL, dim INTEGER NOT NULL,
-    vec BLOB NOT NULL, run_id VARCHAR, PRIMARY KEY (model, kind, key));
-"""
-
-KINDS = ("image", "text")
-
-
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(DDL)
 
 
 def text_key(text: str) -> str:

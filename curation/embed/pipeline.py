@@ -18,7 +18,6 @@ import numpy as np
 from curation.embed.cache import (
     ImageItem,
     cached_keys,
-    ensure_tables,
     image_items,
     store_vectors,
     text_items,
@@ -160,7 +159,6 @@ class EmbedStats:
 
 def missing_items(corpus, model: str, kind: str):
     """(all count, missing items) for one model; image items or (key, text) pairs."""
-    ensure_tables(corpus.con)
     have = cached_keys(corpus.con, model, kind)
     if kind == "image":
         items = image_items(corpus.con, str(corpus.images_dir))

@@ -10,49 +10,21 @@ On open, a journal left by a killed run is replayed into the table.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
+from curation.schema import REQUEST_ARROW_SCHEMA, REQUEST_COLUMNS, RequestRecord, now
 from curation.store import Corpus, InstructionRow
 
+__all__ = ["Ingest", "RequestLog", "RequestRecord", "request_key"]
+
 JOURNAL_NAME = "requests.journal"
-
-DDL = """
-CREATE TABLE IF NOT EXISTS requests (
-    key VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, task VARCHAR, source_id VARCHAR,
-    status VARCHAR NOT NULL, raw VARCHAR, finish_reason VARCHAR,
-    prompt_tokens INTEGER, completion_tokens INTEGER, cost DOUBLE, error VARCHAR,
-    attempts INTEGER NOT NULL DEFAULT 0, run_id VARCHAR, backend VARCHAR,
-    started_at TIMESTAMP, finished_at TIMESTAMP, latency_s DOUBLE,
-    ingested BOOLEAN NOT NULL DEFAULT FALSE);
-CREATE TABLE IF NOT EXISTS request_batches (
-    batch_id VARCHAR PRIMARY KEY, provider VARCHAR NOT NULL, api_base VARCHAR, model VARCHAR NOT NULL,
-    keys JSON NOT NULL, status VARCHAR NOT NULL, run_id VARCHAR, created_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP);
-"""
-
-COLUMNS = (
-    "key", "model", "task", "source_id", "status", "raw", "finish_reason", "prompt_tokens",
-    "completion_tokens", "cost", "error", "attempts", "run_id", "backend", "started_at",
-    "finished_at", "latency_s",
-)  # fmt: skip
-
-ARROW_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()), ("model", pa.string()), ("task", pa.string()), ("source_id", pa.string()),
-        ("status", pa.string()), ("raw", pa.string()), ("finish_reason", pa.string()),
-        ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()), ("cost", pa.float64()),
-        ("error", pa.string()), ("attempts", pa.int32()), ("run_id", pa.string()), ("backend", pa.string()),
-        ("started_at", pa.timestamp("us")), ("finished_at", pa.timestamp("us")), ("latency_s", pa.float64()),
-    ]
-)  # fmt: skip
 
 
 def request_key(model: str, messages: Sequence[dict[str, Any]], params: dict[str, Any]) -> str:
@@ -64,52 +36,6 @@ def request_key(model: str, messages: Sequence[dict[str, Any]], params: dict[str
         ensure_ascii=False,
     )
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
-
-
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
-
-
-@dataclass
-class RequestRecord:
-    """One row of the request log (a finished reply or a final error)."""
-
-    key: str
-    model: str
-    status: str  # "done" or "error"
-    task: str | None = None
-    source_id: str | None = None
-    raw: str | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    error: str | None = None
-    attempts: int = 0
-    run_id: str | None = None
-    backend: str | None = None
-    started_at: _dt.datetime | None = None
-    finished_at: _dt.datetime | None = field(default_factory=_now)
-    latency_s: float | None = None
-
-    def to_json(self) -> str:
-        # shallow on purpose: asdict deep-copies the messages, a third of the log's CPU per reply
-        d = {f.name: getattr(self, f.name) for f in _RECORD_FIELDS}
-        for k in ("started_at", "finished_at"):
-            if d[k] is not None:
-                d[k] = d[k].isoformat()
-        return json.dumps(d, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, line: str) -> RequestRecord:
-        d = json.loads(line)
-        for k in ("started_at", "finished_at"):
-            if d.get(k):
-                d[k] = _dt.datetime.fromisoformat(d[k])
-        return cls(**d)
-
-
-_RECORD_FIELDS = fields(RequestRecord)
 
 
 @dataclass
@@ -127,7 +53,6 @@ class RequestLog:
     def __init__(self, corpus: Corpus, *, fold_every: int = 512):
         self.corpus = corpus
         self.con = corpus.con
-        self.con.execute(DDL)
         self.journal_path = corpus.path / JOURNAL_NAME
         self.fold_every = fold_every
         self._pending: list[RequestRecord] = []
@@ -152,21 +77,21 @@ class RequestLog:
         if not keys:
             return []
         cur = self.con.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM requests WHERE status = 'done' AND NOT ingested "
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE status = 'done' AND NOT ingested "
             "AND key IN (SELECT unnest(?::VARCHAR[]))",
             [keys],
         )
-        return [RequestRecord(**dict(zip(COLUMNS, r, strict=True))) for r in cur.fetchall()]
+        return [RequestRecord(**dict(zip(REQUEST_COLUMNS, r, strict=True))) for r in cur.fetchall()]
 
     def done_records(self, keys: Iterable[str]) -> list[RequestRecord]:
         keys = list(keys)
         if not keys:
             return []
         cur = self.con.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM requests WHERE status = 'done' AND key IN (SELECT unnest(?::VARCHAR[]))",
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE status = 'done' AND key IN (SELECT unnest(?::VARCHAR[]))",
             [keys],
         )
-        return [RequestRecord(**dict(zip(COLUMNS, r, strict=True))) for r in cur.fetchall()]
+        return [RequestRecord(**dict(zip(REQUEST_COLUMNS, r, strict=True))) for r in cur.fetchall()]
 
     def mean_completion_tokens(self, model: str) -> float | None:
         row = self.con.execute(
@@ -263,13 +188,13 @@ class RequestLog:
     ) -> None:
         self.con.execute(
             "INSERT INTO request_batches VALUES (?, ?, ?, ?, ?, 'open', ?, ?, NULL)",
-            [batch_id, provider, api_base, model, json.dumps(keys), run_id, _now()],
+            [batch_id, provider, api_base, model, json.dumps(keys), run_id, now()],
         )
 
     def close_batch(self, batch_id: str, status: str) -> None:
         self.con.execute(
             "UPDATE request_batches SET status = ?, finished_at = ? WHERE batch_id = ?",
-            [status, _now(), batch_id],
+            [status, now(), batch_id],
         )
 
 
@@ -280,13 +205,13 @@ def _upsert(con, recs: list[RequestRecord]) -> None:
         if r.key in last and last[r.key].status == "done" and r.status != "done":
             continue
         last[r.key] = r
-    cols = {c: [getattr(r, c) for r in last.values()] for c in COLUMNS}
-    table = pa.table(cols, schema=ARROW_SCHEMA)
+    cols = {c: [getattr(r, c) for r in last.values()] for c in REQUEST_COLUMNS}
+    table = pa.table(cols, schema=REQUEST_ARROW_SCHEMA)
     con.register("_req_batch", table)
     try:
-        sets = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "key")
+        sets = ", ".join(f"{c} = excluded.{c}" for c in REQUEST_COLUMNS if c != "key")
         con.execute(
-            f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM _req_batch "
+            f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) SELECT {', '.join(REQUEST_COLUMNS)} FROM _req_batch "
             f"ON CONFLICT (key) DO UPDATE SET {sets} WHERE requests.status <> 'done'"
         )
     finally:
