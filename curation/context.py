@@ -125,15 +125,13 @@ class _Items:
     images: list[tuple[str, ...]]
 
 
-def _load_items(con) -> _Items:
-    rows = con.execute(
-        "SELECT a.id, a.task, a.instruction, "
-        "coalesce(list(ii.image_id ORDER BY ii.pos) FILTER (WHERE ii.image_id IS NOT NULL), []) "
-        "FROM active_instructions a LEFT JOIN instruction_images ii ON ii.ins_id = a.id "
-        "GROUP BY a.id, a.task, a.instruction ORDER BY a.id"
-    ).fetchall()
+def _load_items(corpus) -> _Items:
+    pairs = corpus.pairs(active_only=True)
     return _Items(
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [tuple(r[3]) for r in rows]
+        [p.id for p in pairs],
+        [p.task for p in pairs],
+        [p.instruction for p in pairs],
+        [tuple(p.image_ids) for p in pairs],
     )
 
 
@@ -149,11 +147,13 @@ def _text_matrix(con, model: str, texts: list[str]) -> np.ndarray:
     return mat[[pos[k] for k in keys]]
 
 
-def _image_matrix(con, model: str, images: list[tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _image_matrix(
+    corpus, model: str, images: list[tuple[str, ...]]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per instruction, the normalised mean of its images' vectors; a has-image mask; and the
     stored image ids left without a vector (their bytes did not decode when embedded)."""
-    sha = dict(con.execute("SELECT id, sha256 FROM images").fetchall())
-    got, mat = load_vectors(con, model, "image")
+    sha = corpus.image_sha256()
+    got, mat = load_vectors(corpus.con, model, "image")
     if not got:
         raise SyphusError(f"no cached '{model}' image vectors; run 'syphus embed --kind image' first")
     pos = {k: i for i, k in enumerate(got)}
@@ -244,7 +244,7 @@ def assign_context_sets(
     """Embed what is missing, search, apply exclusions, and write one run of context sets."""
     cfg.validate()
     t0 = time.perf_counter()
-    items = _load_items(corpus.con)
+    items = _load_items(corpus)
     if not items.ids:
         raise SyphusError(f"{corpus.path}: no (unflagged) instructions to retrieve for")
     parts: list[np.ndarray] = []
@@ -264,7 +264,7 @@ def assign_context_sets(
             device=device,
             progress=progress,
         )
-        img, has_image, undecodable = _image_matrix(corpus.con, img_model, items.images)
+        img, has_image, undecodable = _image_matrix(corpus, img_model, items.images)
         parts.append(img * (math.sqrt(cfg.image_weight) if cfg.policy == "mixed" else 1.0))
     if cfg.policy in ("t2t", "mixed"):
         txt_model = ensure_embedded(

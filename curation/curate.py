@@ -172,11 +172,7 @@ def curate(corpus, cfg: CurateConfig, *, device: str = "cpu", progress: bool = T
         and cfg.min_answer_words > cfg.max_answer_words
     ):
         raise SyphusError(f"--min-words {cfg.min_answer_words} is above --max-words {cfg.max_answer_words}")
-    rows = corpus.con.execute(
-        "SELECT i.id, i.instruction, i.answer, i.lang, "
-        "coalesce(string_agg(ii.image_id, '|' ORDER BY ii.pos), '') "
-        "FROM instructions i LEFT JOIN instruction_images ii ON ii.ins_id = i.id GROUP BY ALL ORDER BY i.id"
-    ).fetchall()
+    rows = [(p.id, p.instruction, p.answer, p.lang, "|".join(p.image_ids)) for p in corpus.pairs()]
     ids = [r[0] for r in rows]
     flags: list[tuple[str, str, str]] = []  # (id, flag, reason)
     flagged_any: set[int] = set()
@@ -231,15 +227,9 @@ def curate(corpus, cfg: CurateConfig, *, device: str = "cpu", progress: bool = T
         counts[f] += 1
     run_id = None
     if not cfg.dry_run:
-        with corpus.transaction() as con:
+        with corpus.transaction():
             run_id = corpus.start_run("curate", asdict(cfg))
-            if flags:
-                con.executemany(
-                    "INSERT INTO instruction_flags (ins_id, flag, reason, run_id, active) VALUES (?, ?, ?, ?, TRUE) "
-                    "ON CONFLICT (ins_id, flag) DO UPDATE SET reason = excluded.reason, run_id = excluded.run_id, "
-                    "active = TRUE",
-                    [(i, f, r, run_id) for i, f, r in flags],
-                )
+            corpus.set_flags(flags, run_id)
             corpus.finish_run(run_id, summary={"flags": counts, "instructions": len(rows)})
     return CurateResult(run_id, counts, len(rows))
 
@@ -248,14 +238,4 @@ def unflag(corpus, *, flag: str | None = None, run_id: str | None = None) -> int
     """Deactivate flags (all, one kind, or one curate run's); returns how many were active."""
     if flag is not None and flag not in FLAGS:
         raise SyphusError(f"unknown flag '{flag}' (flags are {', '.join(FLAGS)})")
-    where, params = ["active"], []
-    if flag:
-        where.append("flag = ?")
-        params.append(flag)
-    if run_id:
-        where.append("run_id = ?")
-        params.append(run_id)
-    cond = " AND ".join(where)
-    n = corpus.con.execute(f"SELECT count(*) FROM instruction_flags WHERE {cond}", params).fetchone()[0]
-    corpus.con.execute(f"UPDATE instruction_flags SET active = FALSE WHERE {cond}", params)
-    return int(n)
+    return corpus.clear_flags(flag=flag, run_id=run_id)

@@ -349,15 +349,7 @@ def _import_records(
         report.skip(reason, msg)
 
     ids = list(records)
-    existing = {
-        r[0]: r[1:]
-        for r in corpus.con.execute(
-            "SELECT i.id, i.instruction, i.answer, "
-            "  (SELECT list(image_id ORDER BY pos) FROM instruction_images x WHERE x.ins_id = i.id) "
-            "FROM instructions i WHERE i.id IN (SELECT unnest(?::VARCHAR[]))",
-            [ids],
-        ).fetchall()
-    }
+    existing = {p.id: (p.instruction, p.answer, p.image_ids) for p in corpus.pairs(ids)}
     referenced = sorted({i for r in records.values() for i in r.image_ids})
     known_images = set(corpus.has_images(referenced))
     rows: list[InstructionRow] = []
@@ -413,12 +405,7 @@ def _import_records(
     )
     outside = [r for r in outside if r not in present]
     if outside:
-        present |= {
-            r[0]
-            for r in corpus.con.execute(
-                "SELECT id FROM instructions WHERE id IN (SELECT unnest(?::VARCHAR[]))", [outside]
-            ).fetchall()
-        }
+        present |= corpus.existing_instructions(outside)
 
     def links(q: str, related: list[str]) -> list[tuple[str, int, str, None]]:
         for r in related:
@@ -552,29 +539,6 @@ def import_image_files(
 # -- export ----------------------------------------------------------------------------------
 
 
-def context_excluding(corpus: Corpus, method_excluded: str) -> dict[str, list[str]]:
-    """Per query, the related ids of the latest run that assigned any, ignoring one method.
-
-    ``rel_ins_ids`` export ignores imported train configs and ``*_train.json`` export ignores
-    imported ``rel_ins_ids``, so a round trip keeps both; a later retrieval run replaces both.
-    """
-    rows = corpus.con.execute(
-        """
-        WITH cand AS (
-            SELECT DISTINCT cs.query_id, cs.run_id, r.started_at
-            FROM context_sets cs JOIN runs r ON r.id = cs.run_id WHERE cs.method <> $1),
-        best AS (SELECT query_id, arg_max(run_id, started_at) AS run_id FROM cand GROUP BY query_id)
-        SELECT cs.query_id, cs.related_id FROM context_sets cs JOIN best b USING (query_id, run_id)
-        WHERE cs.method <> $1 ORDER BY cs.query_id, cs.rank
-        """,
-        [method_excluded],
-    ).fetchall()
-    out: dict[str, list[str]] = {}
-    for q, r in rows:
-        out.setdefault(q, []).append(r)
-    return out
-
-
 @dataclass
 class ExportReport:
     files: list[str] = field(default_factory=list)
@@ -667,10 +631,8 @@ def export_mimicit(
         raise SyphusError(f"--out {out}: exists and is not a folder; choose another path")
     if merge is not None:
         check_name(merge, what="--merge name")
-    table = "instructions" if include_flagged else "active_instructions"
-    all_tasks = [
-        r[0] for r in corpus.con.execute(f"SELECT DISTINCT task FROM {table} ORDER BY task").fetchall()
-    ]
+    active_only = not include_flagged
+    all_tasks = corpus.task_names(active_only=active_only)
     if tasks:
         unknown = [t for t in tasks if t not in all_tasks]
         if unknown:
@@ -706,50 +668,39 @@ def export_mimicit(
         {"written_by": "syphus export mimicit", "corpus": str(corpus.path.resolve()), "files": sorted(ours)},
         indent=1,
     )
-    rel = context_excluding(corpus, METHOD_TRAIN)
-    train = context_excluding(corpus, METHOD_REL)
+    # rel_ins_ids export ignores imported train configs and *_train.json export ignores imported
+    # rel_ins_ids, so a round trip keeps both; a later retrieval run replaces both
+    rel = corpus.context_excluding(METHOD_TRAIN)
+    train = corpus.context_excluding(METHOD_REL)
     exported_task = {
-        r[0]: r[1]
-        for r in corpus.con.execute(
-            f"SELECT id, task FROM {table} WHERE task IN (SELECT unnest(?::VARCHAR[]))", [list(tasks)]
-        ).fetchall()
+        ins_id: task for ins_id, task, _ in corpus.pair_keys(tasks=list(tasks), active_only=active_only)
     }
     # a pair whose images the corpus lacks would send Otter's loader to a missing parquet row
-    missing_images = {
-        r[0]
-        for r in corpus.con.execute(
-            f"SELECT DISTINCT x.ins_id FROM instruction_images x JOIN {table} i ON i.id = x.ins_id "
-            "WHERE i.task IN (SELECT unnest(?::VARCHAR[])) AND x.image_id NOT IN (SELECT id FROM images)",
-            [list(tasks)],
-        ).fetchall()
-    }
+    missing_images = corpus.pairs_missing_images(list(tasks), active_only=active_only)
     for ins_id in missing_images:
         exported_task.pop(ins_id, None)
     report = ExportReport()
     report.skipped_missing_images = len(missing_images)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     for name, group_tasks in groups.items():
-        rows = corpus.con.execute(
-            f"SELECT i.id, i.instruction, i.answer, i.lang, i.extra, "
-            f"  coalesce((SELECT list(image_id ORDER BY pos) FROM instruction_images x WHERE x.ins_id = i.id), []) "
-            f"FROM {table} i WHERE i.task IN (SELECT unnest(?::VARCHAR[])) ORDER BY i.id",
-            [group_tasks],
-        ).fetchall()
-        rows = [r for r in rows if r[0] not in missing_images]
-        in_file = {r[0] for r in rows}
+        rows = [
+            p for p in corpus.pairs(tasks=group_tasks, active_only=active_only) if p.id not in missing_images
+        ]
+        in_file = {p.id for p in rows}
 
         data: dict[str, Any] = {}
         train_cfg: dict[str, list[str]] = {}
         image_ids: set[str] = set()
-        for ins_id, instruction, answer, lang, extra, imgs in rows:
+        for pair in rows:
+            ins_id, lang, extra, imgs = pair.id, pair.lang, pair.extra, pair.image_ids
             rec: dict[str, Any] = {
-                "instruction": instruction,
-                "answer": answer,
+                "instruction": pair.instruction,
+                "answer": pair.answer,
                 "image_ids": list(imgs),
                 "rel_ins_ids": _resolvable(rel.get(ins_id, []), in_file, exported_task, report),
             }
             if extra:
-                rec.update(json.loads(extra))
+                rec.update(extra)
             if lang != "en":
                 rec["lang"] = lang
             data[ins_id] = rec

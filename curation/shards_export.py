@@ -86,13 +86,7 @@ def _partial_files(folder: Path) -> set[str] | None:
 
 
 def _fetch(corpus: Corpus, ids: list[str]) -> dict[str, tuple[str, str, list[str]]]:
-    rows = corpus.con.execute(
-        "SELECT i.id, i.instruction, i.answer, "
-        "  coalesce((SELECT list(image_id ORDER BY pos) FROM instruction_images x WHERE x.ins_id = i.id), []) "
-        "FROM instructions i WHERE i.id IN (SELECT unnest(?::VARCHAR[]))",
-        [ids],
-    ).fetchall()
-    return {r[0]: (r[1], r[2], list(r[3])) for r in rows}
+    return {p.id: (p.instruction, p.answer, p.image_ids) for p in corpus.pairs(ids)}
 
 
 def export_shards(
@@ -114,18 +108,7 @@ def export_shards(
     check_output_folder(out, owned=shard_folder_files, what="shard folder")
     tmp = out.with_name(out.name + ".partial")
     check_output_folder(tmp, owned=_partial_files, what="partial shard folder", option="work folder")
-    where = ["1=1"]
-    params: list = []
-    if tasks:
-        where.append("task IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(tasks)
-    if langs:
-        where.append("lang IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(langs)
-    ids_rows = corpus.con.execute(
-        f"SELECT id, task, lang FROM active_instructions WHERE {' AND '.join(where)} ORDER BY task, id",
-        params,
-    ).fetchall()
+    ids_rows = corpus.pair_keys(tasks=tasks, langs=langs)
     if not ids_rows:
         raise SyphusError(f"{corpus.path}: no instructions match (tasks={tasks}, langs={langs})")
 

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.images import DEFAULT_MAX_PIXELS, ImageInfo, inspect_image
+from curation.queries import CorpusQueries
 from curation.schema import SCHEMA_VERSION, TABLES, create_statements, now
 from schemas.errors import SyphusError
 
@@ -106,8 +107,10 @@ class InstructionRow:
     extra: dict[str, Any] | None = None
 
 
-class Corpus:
-    """A corpus directory. Use as a context manager, or call ``close()``."""
+class Corpus(CorpusQueries):
+    """A corpus directory. Use as a context manager, or call ``close()``.
+
+    The queries other stages ask are its methods from ``curation/queries.py``."""
 
     def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False):
         self.path = Path(path)

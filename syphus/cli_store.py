@@ -202,7 +202,7 @@ def export_shards_cmd(
     from syphus.ui import progress_bar, summary_table
 
     with Corpus(corpus, create=False) as c:
-        total = c.con.execute("SELECT count(*) FROM active_instructions").fetchone()[0]
+        total = c.count_active()
         with progress_bar("exporting shards", total) as adv:
             r = export_shards(
                 c,
@@ -228,12 +228,11 @@ def export_shards_cmd(
 
 def stats_cmd(corpus: Path = CORPUS) -> None:
     """Counts per task and language, images, and dangling references."""
-    from curation.stats import corpus_stats
     from curation.store import Corpus
     from syphus.ui import summary_table
 
     with Corpus(corpus, create=False, read_only=True) as c:
-        s = corpus_stats(c)
+        s = c.stats()
     summary_table(
         f"corpus {corpus}", [(t, lang, n) for t, lang, n in s.by_task_lang], headers=("task", "lang", "pairs")
     )

@@ -27,15 +27,10 @@ def source_pairs(corpus: Corpus, keys: list[str]) -> list[Any]:
     """English pairs stored from these request keys, in id order, as translate-task input."""
     from schemas.annotations import SourcePair
 
-    rows = corpus.con.execute(
-        "SELECT i.id, i.instruction, i.answer, "
-        "coalesce(list(ii.image_id ORDER BY ii.pos) FILTER (WHERE ii.image_id IS NOT NULL), []) "
-        "FROM instructions i LEFT JOIN instruction_images ii ON ii.ins_id = i.id "
-        "WHERE i.lang = 'en' AND json_extract_string(i.extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[])) "
-        "GROUP BY i.id, i.instruction, i.answer ORDER BY i.id",
-        [keys],
-    ).fetchall()
-    return [SourcePair(id=r[0], instruction=r[1], answer=r[2], image_ids=list(r[3])) for r in rows]
+    return [
+        SourcePair(id=p.id, instruction=p.instruction, answer=p.answer, image_ids=p.image_ids)
+        for p in corpus.pairs(lang="en", request_keys=keys)
+    ]
 
 
 def translate_run(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOptions, langs: list[str],
