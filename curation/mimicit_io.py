@@ -19,18 +19,18 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import ValidationError
 
+from curation.formats import read_context_map, read_instructions
 from curation.images import DEFAULT_MAX_PIXELS, decode_base64, inspect_image
-from curation.jsonfiles import read_json, write_json_atomic
+from curation.jsonfiles import write_json_atomic
 from curation.outputs import refuse_corpus_overlap, safe_child
 from curation.store import Corpus, InstructionRow, check_name
-from schemas.errors import SyphusError, first_validation_error
-from schemas.mimicit import InstructionRecord, task_of_id
+from schemas.errors import SyphusError
+from schemas.mimicit import task_of_id
 
 # Context-set methods used for what the MIMIC-IT files carry.
 METHOD_REL = "rel_ins_ids"
-METHOD_TRAIN = "train_config"
+METHOD_CONTEXT_MAP = "train_config"  # the value stored corpora hold
 
 ID_COLUMN_CANDIDATES = ("id", "image_id", "img_id", "key", "__index_level_0__")
 Progress = Callable[[int, int], None]  # (items done, bytes done) increments
@@ -58,47 +58,6 @@ class ImportReport:
 
 
 # -- reading ---------------------------------------------------------------------------------
-
-
-def read_instructions(path: Path) -> tuple[dict[str, Any], dict[str, InstructionRecord]]:
-    """Validate a whole instructions file; errors name the file, the id and the field."""
-    doc = read_json(path, what="MIMIC-IT instructions JSON")
-    if not isinstance(doc, dict) or "data" not in doc:
-        raise SyphusError(f"{path}: expected an object with 'meta' and 'data' (a MIMIC-IT instructions file)")
-    data = doc["data"]
-    if not isinstance(data, dict):
-        raise SyphusError(f"{path}: field 'data' must map instruction ids to records")
-    if not data:
-        raise SyphusError(f"{path}: field 'data' is empty: no instructions to import")
-    meta = doc.get("meta") or {}
-    if not isinstance(meta, dict):
-        raise SyphusError(f"{path}: field 'meta' must be an object")
-    records: dict[str, InstructionRecord] = {}
-    for ins_id, rec in data.items():
-        if not isinstance(rec, dict):
-            raise SyphusError(f"{path}: record '{ins_id}': expected an object, got {type(rec).__name__}")
-        try:
-            records[ins_id] = InstructionRecord.model_validate(rec, strict=False)
-        except ValidationError as e:
-            raise first_validation_error(e, where=f"{path}: record '{ins_id}'") from e
-        for fname in ("instruction", "answer"):
-            if not isinstance(rec.get(fname), str):
-                raise SyphusError(f"{path}: record '{ins_id}': field '{fname}' must be a string")
-        for fname in ("image_ids", "rel_ins_ids"):
-            v = rec.get(fname)
-            if v is not None and (not isinstance(v, list) or not all(isinstance(x, str) for x in v)):
-                raise SyphusError(f"{path}: record '{ins_id}': field '{fname}' must be a list of strings")
-    return meta, records
-
-
-def read_train_config(path: Path) -> dict[str, list[str]]:
-    doc = read_json(path, what="MIMIC-IT train JSON")
-    if not isinstance(doc, dict):
-        raise SyphusError(f"{path}: expected an object mapping instruction ids to lists of related ids")
-    for k, v in doc.items():
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise SyphusError(f"{path}: entry '{k}': expected a list of instruction ids")
-    return doc
 
 
 def _parquet_columns(pf: pq.ParquetFile, path: Path) -> tuple[str, str]:
@@ -230,14 +189,16 @@ def import_mimicit(
     rows_per_shard: int = 4096,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Import one MIMIC-IT instructions file (+ images, + train config) into the corpus.
+    """Import one MIMIC-IT instructions file (+ images, + its ``*_train.json`` context map) into the corpus.
 
     All of the input is validated as it is read; on an error nothing of this command stays in
     the corpus (unless ``skip_bad``, which quarantines the bad record and goes on). Images are
     committed shard by shard, so a killed import keeps its progress and a rerun skips them.
     """
     meta, records = read_instructions(instructions)
-    train_map = read_train_config(train) if train else None
+    if not records:
+        raise SyphusError(f"{instructions}: field 'data' is empty: no instructions to import")
+    context_map = read_context_map(train) if train else None
     if task is not None:
         check_name(task, what="--task")
 
@@ -267,12 +228,12 @@ def import_mimicit(
             corpus,
             instructions,
             records,
-            train_map,
+            context_map,
             task,
             run_id,
             report,
             skip_bad=skip_bad,
-            train_path=train,
+            context_map_path=train,
         )
         corpus.finish_run(run_id, "done", report.__dict__)
     except SyphusError:
@@ -340,7 +301,7 @@ def _add_images(corpus, writer, batch, path, run_id, report, skip_bad, progress)
 
 
 def _import_records(
-    corpus, path, records, train_map, task, run_id, report, *, skip_bad, train_path=None
+    corpus, path, records, context_map, task, run_id, report, *, skip_bad, context_map_path=None
 ) -> None:
     def bad(msg: str, reason: str, ins_id: str | None, raw: str | None = None, source: Path = path) -> None:
         if not skip_bad:
@@ -401,7 +362,7 @@ def _import_records(
     present = keep | (set(existing) & set(records))
     outside = sorted(
         {r for q in keep for r in records[q].rel_ins_ids}
-        | {r for q, v in (train_map or {}).items() if q in keep for r in v}
+        | {r for q, v in (context_map or {}).items() if q in keep for r in v}
     )
     outside = [r for r in outside if r not in present]
     if outside:
@@ -415,25 +376,25 @@ def _import_records(
         return [(q, k, r, None) for k, r in enumerate(related)]
 
     ctx_rel = [link for q in keep for link in links(q, records[q].rel_ins_ids)]
-    ctx_train: list[tuple[str, int, str, None]] = []
-    if train_map:
-        unknown = [q for q in train_map if q not in records]
-        if len(unknown) == len(train_map):
+    ctx_mapped: list[tuple[str, int, str, None]] = []
+    if context_map:
+        unknown = [q for q in context_map if q not in records]
+        if len(unknown) == len(context_map):
             raise SyphusError(
-                f"{train_path}: none of its {len(train_map)} entries names an instruction of {path.name} "
+                f"{context_map_path}: none of its {len(context_map)} entries names an instruction of {path.name} "
                 f"(e.g. '{unknown[0]}'); pass the *_train.json that belongs to this file"
             )
-        for q in unknown:  # a train entry needs its pair: nothing to attach it to, so it is dropped
-            msg = f"{train_path}: entry '{q}' names no instruction of {path.name}"
-            corpus.quarantine("import", msg, source=str(train_path), record_id=q, run_id=run_id)
+        for q in unknown:  # a context-map entry needs its pair: nothing to attach it to, so it is dropped
+            msg = f"{context_map_path}: entry '{q}' names no instruction of {path.name}"
+            corpus.quarantine("import", msg, source=str(context_map_path), record_id=q, run_id=run_id)
             report.skip("train entry without its pair", msg)
-        for q, rel in train_map.items():
+        for q, rel in context_map.items():
             if q in keep:
-                ctx_train += links(q, rel)
+                ctx_mapped += links(q, rel)
     with corpus.transaction():
         report.instructions_added = corpus.add_instructions(rows, run_id)
         report.context_rows = corpus.add_context_sets(ctx_rel, METHOD_REL, run_id)
-        report.context_rows += corpus.add_context_sets(ctx_train, METHOD_TRAIN, run_id)
+        report.context_rows += corpus.add_context_sets(ctx_mapped, METHOD_CONTEXT_MAP, run_id)
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
@@ -668,10 +629,10 @@ def export_mimicit(
         {"written_by": "syphus export mimicit", "corpus": str(corpus.path.resolve()), "files": sorted(ours)},
         indent=1,
     )
-    # rel_ins_ids export ignores imported train configs and *_train.json export ignores imported
+    # rel_ins_ids export ignores imported context maps and *_train.json export ignores imported
     # rel_ins_ids, so a round trip keeps both; a later retrieval run replaces both
-    rel = corpus.context_excluding(METHOD_TRAIN)
-    train = corpus.context_excluding(METHOD_REL)
+    rel = corpus.context_excluding(METHOD_CONTEXT_MAP)
+    mapped = corpus.context_excluding(METHOD_REL)
     exported_task = {
         ins_id: task for ins_id, task, _ in corpus.pair_keys(tasks=list(tasks), active_only=active_only)
     }
@@ -689,7 +650,7 @@ def export_mimicit(
         in_file = {p.id for p in rows}
 
         data: dict[str, Any] = {}
-        train_cfg: dict[str, list[str]] = {}
+        context_map: dict[str, list[str]] = {}
         image_ids: set[str] = set()
         for pair in rows:
             ins_id, lang, extra, imgs = pair.id, pair.lang, pair.extra, pair.image_ids
@@ -704,9 +665,9 @@ def export_mimicit(
             if lang != "en":
                 rec["lang"] = lang
             data[ins_id] = rec
-            train_cfg[ins_id] = (
-                _resolvable(train[ins_id], in_file, exported_task, report)
-                if ins_id in train
+            context_map[ins_id] = (
+                _resolvable(mapped[ins_id], in_file, exported_task, report)
+                if ins_id in mapped
                 else list(rec["rel_ins_ids"])
             )
             image_ids.update(imgs)
@@ -714,7 +675,7 @@ def export_mimicit(
         meta.update({"task": name} if merge is None else {"tasks": group_tasks})
         f_ins, f_train, f_img = targets[name]
         write_json_atomic(f_ins, {"meta": meta, "data": data})
-        write_json_atomic(f_train, train_cfg)
+        write_json_atomic(f_train, context_map)
         report.files += [str(f_ins), str(f_train)]
         report.instructions += len(data)
         if image_ids:

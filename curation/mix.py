@@ -1,8 +1,9 @@
 """Resolve a dataset-mix YAML (schemas/mix.py) into a sampling plan for the trainer.
 
-Per dataset: ``available`` records (MIMIC-IT: the ids of the train config if given, else the
-records of the instructions JSON, as Otter reads them; shards: rows in manifest order,
-restricted to ``tasks``/``langs`` if given), and ``num_samples`` (-1 or 0: all, as in Otter's
+Per dataset: ``available`` records (MIMIC-IT: the ids of the context map if given, that is the
+``*_train.json`` the YAML names as ``train_config_path``, else the records of the instructions
+JSON, as Otter reads them; shards: rows in manifest order, restricted to ``tasks``/``langs`` if
+given), and ``num_samples`` (-1 or 0: all, as in Otter's
 ``resample_data``). Up-sampling repeats every record ``full_passes`` times and adds a seeded
 sample of the remainder; down-sampling takes a seeded sample. The plan file (JSON) lists, per
 dataset, ``full_passes`` and the ids of the ``extra`` records.
@@ -37,7 +38,7 @@ class PlanEntry:
     num_samples: int  # resolved count (never -1 or 0 unless the dataset is empty)
     full_passes: int
     extra: list[str] = field(default_factory=list)  # ids drawn once more after the full passes
-    unknown: int = 0  # train-config ids absent from the instructions: skipped when drawn
+    unknown: int = 0  # context-map ids absent from the instructions: skipped when drawn
     share_of_group: float = 0.0
     share_of_total: float = 0.0
 
@@ -55,51 +56,37 @@ class MixPlan:
         return json.dumps(asdict(self), indent=1, ensure_ascii=False)
 
 
-def _mimicit_ids(path: Path, train_config: Path | None, where: str) -> tuple[list[str], int]:
+def _mimicit_ids(path: Path, context_map_path: Path | None, where: str) -> tuple[list[str], int]:
     """(the ids the dataset offers, how many of them the instructions file lacks)."""
-    from curation.jsonfiles import read_json
+    from curation.formats import read_context_map, read_instructions
 
     if not path.is_file():
         raise SyphusError(f"{where}: mimicit_path {path} not found")
-    data = read_json(path, what="MIMIC-IT instructions file")
-    if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
-        raise SyphusError(f"{path}: not a MIMIC-IT instructions file (expected a 'data' object of records)")
-    train = None
-    if train_config is not None:
-        train = read_json(train_config, what="MIMIC-IT train config")
-        if not isinstance(train, dict):
-            raise SyphusError(f"{train_config}: expected {{instruction id: [related ids]}}")
-    ids = mimicit_order(list(data["data"]), train)
-    return ids, sum(1 for i in ids if i not in data["data"])
+    _, records = read_instructions(path)
+    context_map = read_context_map(context_map_path) if context_map_path is not None else None
+    ids = mimicit_order(list(records), context_map)
+    return ids, sum(1 for i in ids if i not in records)
 
 
-def mimicit_order(instruction_ids: list[str], train_config: dict | None) -> list[str]:
-    """The records a MIMIC-IT dataset offers, in order: the train config's ids when there is one
-    (Otter samples from its keys), else every instruction."""
-    return list(train_config) if train_config is not None else list(instruction_ids)
+def mimicit_order(instruction_ids: list[str], context_map: dict | None) -> list[str]:
+    """The records a MIMIC-IT dataset offers, in order: the context map's ids when there is one
+    (Otter samples from the keys of its ``*_train.json``), else every instruction."""
+    return list(context_map) if context_map is not None else list(instruction_ids)
 
 
 def _shard_rows(path: Path, ds: MixDataset, where: str) -> tuple[int, list[list[str]]]:
     """(number of rows that pass the dataset's task / lang filters, their ids per shard file)."""
-    man_path = path / "manifest.json"
-    if not man_path.is_file():
-        raise SyphusError(
-            f"{where}: shards_path {path} has no manifest.json (write it with 'syphus export shards')"
-        )
-    from schemas.shards import ShardManifest
-
-    try:
-        man = ShardManifest.model_validate_json(man_path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise SyphusError(f"{man_path}: invalid shard manifest ({str(e).splitlines()[0]})") from e
     import pyarrow.parquet as pq
 
+    from curation.formats import read_shard_manifest
+
+    try:
+        man = read_shard_manifest(path)
+    except SyphusError as e:
+        raise SyphusError(f"{where}: shards_path {e}") from e
     parts, total = [], 0
     for sf in man.shards:
-        part = path / sf.instructions
-        if not part.is_file():
-            raise SyphusError(f"{man_path}: shard file {sf.instructions} is missing")
-        t = pq.read_table(part, columns=["id", "task", "lang"])
+        t = pq.read_table(path / sf.instructions, columns=["id", "task", "lang"])
         ok = np.ones(t.num_rows, bool)
         if ds.tasks:
             ok &= np.isin(np.array(t.column("task").to_pylist(), dtype=object), ds.tasks)
@@ -139,8 +126,8 @@ def resolve_mix(mix: MixConfig, *, seed: int = 0, mix_file: str = "") -> MixPlan
             if p is not None and not Path(p).exists():
                 raise SyphusError(f"{where}: {key} {p} not found")
         if ds.mimicit_path is not None:
-            train = Path(ds.train_config_path) if ds.train_config_path else None
-            ids, unknown = _mimicit_ids(Path(ds.mimicit_path), train, where)
+            context_map = Path(ds.train_config_path) if ds.train_config_path else None
+            ids, unknown = _mimicit_ids(Path(ds.mimicit_path), context_map, where)
             avail, src, path = len(ids), "mimicit", ds.mimicit_path
             passes, extra = sample_positions(seed, name, avail, ds.num_samples)
             extra_ids = [ids[i] for i in extra]

@@ -1,8 +1,9 @@
 """The MIMIC-IT file formats, as the original Otter code reads and writes them.
 
-An instructions file is ``{"meta": {...}, "data": {ins_id: record}}``; a train-config file
-is ``{ins_id: [related ins_id, ...]}``; images live in a parquet keyed by image id with a
-``base64`` column (or, in older releases, a JSON ``{image_id: base64}``).
+An instructions file is ``{"meta": {...}, "data": {ins_id: record}}``; a context map (Otter's
+``*_train.json``, named "train config" there) is ``{ins_id: [related ins_id, ...]}``; images live
+in a parquet keyed by image id with a ``base64`` column (or, in older releases, a JSON
+``{image_id: base64}``). The files are read by ``curation/formats.py``, validated by these models.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ class MimicitFile(BaseModel):
     data: dict[str, InstructionRecord]
 
 
-class TrainConfigMap(RootModel[dict[str, list[str]]]):
-    """A ``*_train.json`` file: for each instruction id, the ids of its in-context examples."""
+class ContextMap(RootModel[dict[str, list[str]]]):
+    """A ``*_train.json`` file: for each instruction id, the ids of its in-context examples.
+    Read by ``curation.formats.read_context_map``."""
 
 
 def task_of_id(ins_id: str) -> str | None:

@@ -40,11 +40,11 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from curation.formats import read_context_map, read_instructions, read_shard_manifest
 from curation.images import decode_base64
 from curation.mix import mimicit_order, resolved_count, sample_positions
 from schemas.errors import SyphusError
 from schemas.mix import MixConfig, MixDataset
-from schemas.shards import ShardManifest
 from trainer.collate import Batch, EncodedSample, collate
 from trainer.prompting import IGNORE_INDEX, PromptBuilder, Turn
 
@@ -57,7 +57,9 @@ MEDIA_BY_GROUP = {
 
 
 @dataclass
-class Example:
+class InstructionPair:
+    """The text of one instruction-response pair and its image ids (a query or a context example)."""
+
     instruction: str
     answer: str
     image_ids: list[str]
@@ -69,8 +71,8 @@ class Record:
 
     id: str
     media: str  # image | video | none
-    query: Example
-    context: list[Example]
+    query: InstructionPair
+    context: list[InstructionPair]
     source: int = 0  # index of the dataset it came from
     part: int = 0  # which image file of that dataset holds its images
 
@@ -266,17 +268,7 @@ class ShardSource:
 
     def __init__(self, root: str | Path, tasks: list[str] | None = None, langs: list[str] | None = None):
         self.root = Path(root)
-        mpath = self.root / "manifest.json"
-        if not mpath.is_file():
-            raise SyphusError(f"{mpath}: shard manifest not found (write it with 'syphus export shards')")
-        try:
-            self.manifest = ShardManifest.model_validate_json(mpath.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise SyphusError(f"{mpath}: invalid shard manifest: {str(e).splitlines()[0]}") from e
-        for s in self.manifest.shards:
-            for name in (s.instructions, s.images):
-                if not (self.root / name).is_file():
-                    raise SyphusError(f"{mpath}: lists '{name}' but {self.root / name} does not exist")
+        self.manifest = read_shard_manifest(self.root)
         self.tasks = set(tasks) if tasks else None
         self.langs = set(langs) if langs else None
         self._images: OrderedDict[int, _ParquetImages] = OrderedDict()
@@ -304,13 +296,15 @@ class ShardSource:
                     if not self._keep(row["task"], row["lang"]):
                         continue
                     context = [
-                        Example(c["instruction"], c["answer"], list(c["image_ids"] or []))
+                        InstructionPair(c["instruction"], c["answer"], list(c["image_ids"] or []))
                         for c in (row.get("context") or [])
                     ]
                     yield Record(
                         id=row["id"],
                         media=row["media"],
-                        query=Example(row["instruction"], row["answer"], list(row["image_ids"] or [])),
+                        query=InstructionPair(
+                            row["instruction"], row["answer"], list(row["image_ids"] or [])
+                        ),
                         context=context,
                         part=part,
                     )
@@ -335,32 +329,17 @@ class MimicitSource:
     """
 
     def __init__(self, ds: MixDataset, media: str):
-        from curation.jsonfiles import read_json
-
         self.media = media
         path = Path(ds.mimicit_path)
-        raw = read_json(path, what="MIMIC-IT instructions file")
-        if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
-            raise SyphusError(f"{path}: expected {{'meta': ..., 'data': {{id: record}}}}")
-        self.data: dict[str, Example] = {}
-        for ins_id, rec in raw["data"].items():
-            if not isinstance(rec, dict):
-                raise SyphusError(f"{path}: record '{ins_id}' is not an object")
-            for key in ("instruction", "answer"):
-                if not isinstance(rec.get(key), str):
-                    raise SyphusError(f"{path}: record '{ins_id}': field '{key}' missing or not a string")
-            self.data[ins_id] = Example(
-                rec["instruction"], rec["answer"], [str(x) for x in rec.get("image_ids") or []]
-            )
-        self.related: dict[str, list[str]] = {}
-        train = None
-        if ds.train_config_path:
-            tpath = Path(ds.train_config_path)
-            train = read_json(tpath, what="MIMIC-IT train config")
-            if not isinstance(train, dict):
-                raise SyphusError(f"{tpath}: expected {{instruction id: [related ids]}}")
-            self.related = {k: list(v or []) for k, v in train.items()}
-        self.order = mimicit_order(list(self.data), train)
+        _, records = read_instructions(path)
+        self.data = {
+            ins_id: InstructionPair(r.instruction, r.answer, list(r.image_ids))
+            for ins_id, r in records.items()
+        }
+        # the YAML's train_config_path is Otter's name for the *_train.json context map
+        context_map = read_context_map(ds.train_config_path) if ds.train_config_path else None
+        self.related: dict[str, list[str]] = context_map or {}
+        self.order = mimicit_order(list(self.data), context_map)
         self.images_path = Path(ds.images_path) if ds.images_path else None
         self._images = open_image_file(self.images_path) if self.images_path is not None else None
         self.path = path
@@ -372,8 +351,8 @@ class MimicitSource:
         for ins_id in self.order:
             q = self.data.get(ins_id)
             if q is None:
-                # A train-config id absent from the instructions: surfaces as a counted skip.
-                yield Record(id=ins_id, media="missing", query=Example("", "", []), context=[])
+                # A context-map id absent from the instructions: surfaces as a counted skip.
+                yield Record(id=ins_id, media="missing", query=InstructionPair("", "", []), context=[])
                 continue
             context = [self.data[c] for c in self.related.get(ins_id, []) if c in self.data]
             media = self.media if q.image_ids or self.media == "none" else "none"
@@ -571,7 +550,7 @@ class MixStream(torch.utils.data.IterableDataset):
         return batch
 
     # -- one record -> one encoded sample --------------------------------------------------
-    def _turns(self, rec: Record) -> list[tuple[Example, int]]:
+    def _turns(self, rec: Record) -> list[tuple[InstructionPair, int]]:
         context = rec.context
         if self.options.max_context is not None:
             context = context[: self.options.max_context]
@@ -591,7 +570,8 @@ class MixStream(torch.utils.data.IterableDataset):
         where = f"{d.group}.{d.name} record {rec.id}"
         if rec.media == "missing":
             log.add(
-                "missing_instruction", f"{where}: id in the train config but not in the instructions file"
+                "missing_instruction",
+                f"{where}: id in the context map (*_train.json) but not in the instructions file",
             )
             return None
         turns = self._turns(rec)
@@ -626,7 +606,7 @@ class MixStream(torch.utils.data.IterableDataset):
         with Image.open(io.BytesIO(raw)) as im:
             return im.convert("RGB")
 
-    def _vision(self, rec: Record, turns: list[tuple[Example, int]]) -> torch.Tensor:
+    def _vision(self, rec: Record, turns: list[tuple[InstructionPair, int]]) -> torch.Tensor:
         """``[T, F, C, H, W]``: one T slot per ``<image>`` token, frames on F for video."""
         slots: list[list[Image.Image]] = []
         for ex, n in turns:
