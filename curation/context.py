@@ -68,11 +68,6 @@ class ContextResult:
     undecodable_images: int = 0  # image ids whose bytes do not decode: left out, counted
     undecodable_example: str | None = None
 
-    @property
-    def min_recall(self) -> float | None:
-        vals = [r.recall_at_k for r in self.reports.values() if r.recall_at_k is not None]
-        return min(vals) if vals else None
-
 
 def model_key(spec: str) -> str:
     """The cache name an embedder spec resolves to, computed without loading the model."""

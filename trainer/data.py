@@ -374,7 +374,6 @@ class StreamOptions:
     max_context: int | None = None
     supervise_context: bool = True
     shuffle_buffer: int = 1024
-    image_size_check: bool = True
 
 
 @dataclass
