@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image, ImageDraw  # noqa: E402
 
-from curation.embed.cache import image_items  # noqa: E402
 from curation.embed.models import load_embedder  # noqa: E402
 from curation.embed.pipeline import ImageBytesDataset, image_batches  # noqa: E402
 from curation.store import Corpus  # noqa: E402
@@ -73,7 +72,7 @@ def main() -> None:
             for i in range(a.images):
                 w.add(f"img{i}", drawn_jpeg(rng))
         c.finish_run(run)
-        items = image_items(c.con, str(c.images_dir))
+        items = c.image_items()
         emb = load_embedder(a.model)
         # pre-decoded tensors for the model-only baseline (decoded once, outside the timing)
         ds = ImageBytesDataset(items, emb.image_decoder())

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.embed.cache import load_vectors, text_key
 from curation.embed.models import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
 from curation.index import DEFAULT_FLAT_MAX, IndexReport, all_items_knn
+from curation.queries import text_key
 from schemas.errors import SyphusError
 
 POLICIES = ("i2i", "t2t", "mixed")
@@ -130,9 +130,9 @@ def _load_items(corpus) -> _Items:
     )
 
 
-def _text_matrix(con, model: str, texts: list[str]) -> np.ndarray:
+def _text_matrix(corpus, model: str, texts: list[str]) -> np.ndarray:
     keys = [text_key(t) for t in texts]
-    got, mat = load_vectors(con, model, "text", sorted(set(keys)))
+    got, mat = corpus.load_vectors(model, "text", sorted(set(keys)))
     pos = {k: i for i, k in enumerate(got)}
     missing = next((t for t, k in zip(texts, keys, strict=True) if k not in pos), None)
     if missing is not None:
@@ -148,7 +148,7 @@ def _image_matrix(
     """Per instruction, the normalised mean of its images' vectors; a has-image mask; and the
     stored image ids left without a vector (their bytes did not decode when embedded)."""
     sha = corpus.image_sha256()
-    got, mat = load_vectors(corpus.con, model, "image")
+    got, mat = corpus.load_vectors(model, "image")
     if not got:
         raise SyphusError(f"no cached '{model}' image vectors; run 'syphus embed --kind image' first")
     pos = {k: i for i, k in enumerate(got)}
@@ -266,7 +266,7 @@ def assign_context_sets(
             corpus, cfg.text_model, "text", batch_size=batch_size, device=device, progress=progress
         )
         parts.append(
-            _text_matrix(corpus.con, txt_model, items.texts)
+            _text_matrix(corpus, txt_model, items.texts)
             * (math.sqrt(1 - cfg.image_weight) if cfg.policy == "mixed" else 1.0)
         )
     x = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]

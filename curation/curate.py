@@ -204,11 +204,11 @@ def curate(corpus, cfg: CurateConfig, *, device: str = "cpu", progress: bool = T
     flagged_any |= {row_of[i] for i, _, _ in flags}
     if cfg.near_dup is not None and rows:
         from curation.context import ensure_embedded, model_key
-        from curation.embed.cache import load_vectors, text_key
+        from curation.queries import text_key
 
         model = ensure_embedded(corpus, cfg.text_model, "text", device=device, progress=progress)
         keys = [text_key(r[1]) for r in rows]
-        got, mat = load_vectors(corpus.con, model_key(model), "text", sorted(set(keys)))
+        got, mat = corpus.load_vectors(model_key(model), "text", sorted(set(keys)))
         pos = {k: j for j, k in enumerate(got)}
         vecs = mat[[pos[k] for k in keys]]
         near = _near_dup_flags(

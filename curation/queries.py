@@ -7,12 +7,15 @@ store and nowhere else. Each method returns plain data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 
 @dataclass
@@ -43,6 +46,23 @@ class CorpusStats:
     runs: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+def text_key(text: str) -> str:
+    """The embedding-cache key of an instruction text: its sha256, so an edited text gets a fresh
+    vector (an image's key is the sha256 of its bytes, so identical bytes are embedded once)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ImageItem:
+    """Where one distinct image's bytes live (read by DataLoader workers with one pread)."""
+
+    key: str  # sha256
+    path: str
+    offset: int
+    nbytes: int
+    image_id: str  # one id carrying these bytes, for error messages
+
+
 def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -50,6 +70,7 @@ def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 class CorpusQueries:
     con: duckdb.DuckDBPyConnection
+    images_dir: Any  # a Path, set by Corpus
 
     # -- instruction-response pairs ------------------------------------------------------------
 
@@ -146,6 +167,76 @@ class CorpusQueries:
     def image_sha256(self) -> dict[str, str]:
         """image id -> sha256 of its bytes, for every image."""
         return dict(self.con.execute("SELECT id, sha256 FROM images").fetchall())
+
+    # -- the embedding cache: one float16 vector per (model, kind, content key) ------------------
+
+    def image_items(self) -> list[ImageItem]:
+        """Every distinct image (by bytes) with where its bytes are, in shard order."""
+        rows = self.con.execute(
+            "SELECT b.sha256, b.shard, b.byte_offset, b.nbytes, min(i.id) FROM blobs b JOIN images i USING (sha256) "
+            "GROUP BY ALL ORDER BY b.shard, b.byte_offset"
+        ).fetchall()
+        return [ImageItem(r[0], f"{self.images_dir}/{r[1]}", r[2], r[3], r[4]) for r in rows]
+
+    def text_items(self) -> dict[str, str]:
+        """key -> instruction text, for every distinct instruction text in the corpus."""
+        out: dict[str, str] = {}
+        for (text,) in self.con.execute(
+            "SELECT DISTINCT instruction FROM instructions ORDER BY instruction"
+        ).fetchall():
+            out[text_key(text)] = text
+        return out
+
+    def cached_keys(self, model: str, kind: str) -> set[str]:
+        return {
+            r[0]
+            for r in self.con.execute(
+                "SELECT key FROM embeddings WHERE model = ? AND kind = ?", [model, kind]
+            ).fetchall()
+        }
+
+    def store_vectors(
+        self, model: str, kind: str, keys: Sequence[str], vecs: np.ndarray, run_id: str | None
+    ) -> int:
+        """Insert vectors (already L2-normalised) as float16; keys already cached are left as they are."""
+        if len(keys) == 0:
+            return 0
+        v16 = np.ascontiguousarray(vecs, dtype=np.float16)
+        dim = v16.shape[1]
+        blobs = [row.tobytes() for row in v16]
+        t = pa.table({"key": list(keys), "vec": pa.array(blobs, pa.binary())})
+        self.con.register("_emb_batch", t)
+        try:
+            self.con.execute(
+                "INSERT OR IGNORE INTO embeddings SELECT ?, ?, key, ?, vec, ? FROM _emb_batch",
+                [model, kind, dim, run_id],
+            )
+        finally:
+            self.con.unregister("_emb_batch")
+        return len(keys)
+
+    def load_vectors(
+        self, model: str, kind: str, keys: Sequence[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """(keys, float32 matrix) for the cached vectors of one model; all of them or the given keys."""
+        q = "SELECT key, dim, vec FROM embeddings WHERE model = ? AND kind = ?"
+        params: list = [model, kind]
+        if keys is not None:
+            q += " AND key IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(keys))
+        rel = self.con.sql(q + " ORDER BY key", params=params)
+        t = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        if t.num_rows == 0:
+            return [], np.zeros((0, 0), np.float32)
+        dims = set(t.column("dim").to_pylist())
+        if len(dims) != 1:
+            raise RuntimeError(f"embedding cache for {model}/{kind} mixes dimensions {sorted(dims)}")
+        dim = dims.pop()
+        col = t.column("vec").combine_chunks()
+        offs = np.frombuffer(col.buffers()[1], dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
+        data = np.frombuffer(col.buffers()[2], dtype=np.uint8)[offs[0] : offs[-1]]
+        mat = data.view(np.float16).reshape(len(col), dim).astype(np.float32)
+        return t.column("key").to_pylist(), mat
 
     # -- context sets and flags ------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ TABLES = {
     "request_batches": "batch_id VARCHAR PRIMARY KEY, provider VARCHAR NOT NULL, api_base VARCHAR, "
     "model VARCHAR NOT NULL, keys JSON NOT NULL, status VARCHAR NOT NULL, run_id VARCHAR, "
     "created_at TIMESTAMP NOT NULL, finished_at TIMESTAMP",
-    # the embedding cache (curation/embed/cache.py): one float16 vector per (model, kind, content key)
+    # the embedding cache (Corpus.store_vectors / load_vectors): one float16 vector per (model, kind, content key)
     "embeddings": "model VARCHAR NOT NULL, kind VARCHAR NOT NULL, key VARCHAR NOT NULL, dim INTEGER NOT NULL, "
     "vec BLOB NOT NULL, run_id VARCHAR, PRIMARY KEY (model, kind, key)",
 }

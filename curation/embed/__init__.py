@@ -1,6 +1,6 @@
-"""Embedders chosen by spec string (``models``), the per-(content, model) vector cache
-(``cache``), the batched embedding pipeline with decoding workers (``pipeline``) and its
-torchrun form (``distributed``). Submodules are imported directly so that importing this
+"""Embedders chosen by spec string (``models``), the batched embedding pipeline with decoding workers (``pipeline``) and its
+torchrun form (``distributed``). The per-(content, model) vector cache is the corpus's
+``embeddings`` table (``curation/schema.py``, read and written by ``Corpus`` methods). Submodules are imported directly so that importing this
 package stays cheap for the CLI."""
 
 DEFAULT_IMAGE_MODEL = "effnet:lite0"

@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 
-from curation.embed.cache import store_vectors
 from curation.embed.models import load_embedder
 from curation.embed.pipeline import (
     EmbedStats,
@@ -102,7 +101,7 @@ def embed_distributed(
                         undecodable.count += n_bad
                         undecodable.example = undecodable.example or example
                         if keys:
-                            store_vectors(corpus.con, embedder.name, kind, keys, vecs, run_id)
+                            corpus.store_vectors(embedder.name, kind, keys, vecs, run_id)
                             done += len(keys)
                             advance(len(keys))
         secs = time.perf_counter() - t0

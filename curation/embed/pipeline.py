@@ -15,14 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.embed.cache import (
-    ImageItem,
-    cached_keys,
-    image_items,
-    store_vectors,
-    text_items,
-)
 from curation.embed.models import DecodeAndTransform, Embedder
+from curation.queries import ImageItem
 from curation.store import open_shard
 from schemas.errors import SyphusError
 
@@ -159,12 +153,12 @@ class EmbedStats:
 
 def missing_items(corpus, model: str, kind: str):
     """(all count, missing items) for one model; image items or (key, text) pairs."""
-    have = cached_keys(corpus.con, model, kind)
+    have = corpus.cached_keys(model, kind)
     if kind == "image":
-        items = image_items(corpus.con, str(corpus.images_dir))
+        items = corpus.image_items()
         return len(items), [it for it in items if it.key not in have]
     if kind == "text":
-        texts = text_items(corpus.con)
+        texts = corpus.text_items()
         return len(texts), [(k, t) for k, t in texts.items() if k not in have]
     raise SyphusError(f"unknown embedding kind '{kind}' (use image or text)")
 
@@ -205,7 +199,7 @@ def embed_corpus(
 
         def commit() -> None:
             if pend_keys:
-                store_vectors(corpus.con, embedder.name, kind, pend_keys, np.concatenate(pend_vecs), run_id)
+                corpus.store_vectors(embedder.name, kind, pend_keys, np.concatenate(pend_vecs), run_id)
                 pend_keys.clear()
                 pend_vecs.clear()
 

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-from curation.embed.cache import load_vectors
 from curation.embed.models import load_embedder
 from curation.embed.pipeline import embed_corpus
 from curation.store import Corpus, InstructionRow
@@ -29,7 +28,7 @@ def test_torchrun_two_ranks_equals_one_process(tmp_path):
 
     with Corpus(tmp_path / "one", create=False) as c:
         embed_corpus(c, load_embedder("effnet:lite0"), "image", batch_size=3, workers=0, progress=False)
-        keys1, v1 = load_vectors(c.con, "effnet:lite0", "image")
+        keys1, v1 = c.load_vectors("effnet:lite0", "image")
 
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1")
@@ -57,7 +56,7 @@ def test_torchrun_two_ranks_equals_one_process(tmp_path):
     assert "embedded 7 images" in proc.stdout
 
     with Corpus(tmp_path / "two", create=False) as c:
-        keys2, v2 = load_vectors(c.con, "effnet:lite0", "image")
+        keys2, v2 = c.load_vectors("effnet:lite0", "image")
         ranks = c.con.execute("SELECT config FROM runs WHERE command = 'embed image'").fetchone()[0]
     assert '"world_size": 2' in ranks
     assert keys1 == keys2

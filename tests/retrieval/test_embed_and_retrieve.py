@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from curation.context import ContextConfig, assign_context_sets
-from curation.embed.cache import load_vectors
 from curation.embed.models import load_embedder
 from curation.embed.pipeline import embed_corpus
 from curation.store import InstructionRow
@@ -32,16 +31,15 @@ def test_embedding_cache_is_reused_and_keyed_by_content(shapes_corpus, effnet):
     c.finish_run(run)
     third = embed_corpus(c, effnet, "image", batch_size=4, workers=0, progress=False)
     assert (third.embedded, third.cached) == (1, 6)
-    keys, vecs = load_vectors(c.con, effnet.name, "image")
+    keys, vecs = c.load_vectors(effnet.name, "image")
     assert vecs.shape == (7, 1280)
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-2)
 
 
 def test_worker_decoding_matches_in_process_decoding(shapes_corpus, effnet, tmp_path):
-    from curation.embed.cache import image_items
     from curation.embed.pipeline import image_batches
 
-    items = image_items(shapes_corpus.con, str(shapes_corpus.images_dir))
+    items = shapes_corpus.image_items()
     a = np.concatenate([v for _, v in image_batches(effnet, items, batch_size=4, workers=2)])
     b = np.concatenate([v for _, v in image_batches(effnet, items, batch_size=3, workers=0)])
     assert np.allclose(a, b, atol=1e-4)
