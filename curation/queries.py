@@ -161,6 +161,24 @@ class CorpusQueries:
             ).fetchall()
         }
 
+    def answered_sources(self, request_keys: Sequence[str]) -> set[tuple[str, str, str]]:
+        """(request key, task, source id) of every annotation these generation requests already
+        gave pairs to, or whose reply was quarantined."""
+        return set(
+            self.con.execute(
+                "SELECT json_extract_string(extra, '$.request_key'), task, source_id FROM instructions "
+                "WHERE json_extract_string(extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[])) "
+                "UNION SELECT q.source, r.task, q.record_id FROM quarantine q JOIN requests r ON r.key = q.source "
+                "WHERE q.stage = 'generate' AND q.source IN (SELECT unnest(?::VARCHAR[]))",
+                [list(request_keys), list(request_keys)],
+            ).fetchall()
+        )
+
+    def first_image_id(self) -> str | None:
+        """The smallest image id, to show the corpus's naming in a message; None when there are none."""
+        row = self.con.execute("SELECT min(id) FROM images").fetchone()
+        return row[0] if row else None
+
     def count_active(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM active_instructions").fetchone()[0])
 

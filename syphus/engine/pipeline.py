@@ -315,8 +315,7 @@ def check_images(anns: list[Annotation], corpus: Corpus | None) -> ImageCheck:
     missing = [i for i in wanted if i not in have]
     if not missing:
         return ImageCheck(len(wanted), 0)
-    row = corpus.con.execute("SELECT min(id) FROM images").fetchone()
-    return ImageCheck(len(wanted), len(missing), missing[0], row[0] if row else None)
+    return ImageCheck(len(wanted), len(missing), missing[0], corpus.first_image_id())
 
 
 @dataclass
@@ -388,13 +387,7 @@ class Generation:
         if not done:
             return 0
         keys = list(done)
-        have = set(self.corpus.con.execute(
-            "SELECT json_extract_string(extra, '$.request_key'), task, source_id FROM instructions "
-            "WHERE json_extract_string(extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[])) "
-            "UNION SELECT q.source, r.task, q.record_id FROM quarantine q JOIN requests r ON r.key = q.source "
-            "WHERE q.stage = 'generate' AND q.source IN (SELECT unnest(?::VARCHAR[]))",
-            [keys, keys],
-        ).fetchall())  # fmt: skip
+        have = self.corpus.answered_sources(keys)
         n = 0
         for req in reqs:
             rec = done.get(req.key)
