@@ -17,6 +17,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from curation.schema import REQUEST_ARROW_SCHEMA, REQUEST_COLUMNS, RequestRecord, now
+
 
 @dataclass
 class StoredPair:
@@ -255,6 +257,88 @@ class CorpusQueries:
         data = np.frombuffer(col.buffers()[2], dtype=np.uint8)[offs[0] : offs[-1]]
         mat = data.view(np.float16).reshape(len(col), dim).astype(np.float32)
         return t.column("key").to_pylist(), mat
+
+    # -- the generation request log (its journal is syphus/engine/requestlog.py) -----------------
+
+    def request_records(self, keys: Sequence[str], *, uningested_only: bool = False) -> list[RequestRecord]:
+        """The finished replies among ``keys``; with ``uningested_only``, those whose pairs are not
+        yet in the corpus."""
+        if not keys:
+            return []
+        cols = ", ".join(REQUEST_COLUMNS)
+        cur = self.con.execute(
+            f"SELECT {cols} FROM requests WHERE status = 'done'{' AND NOT ingested' if uningested_only else ''} "
+            "AND key IN (SELECT unnest(?::VARCHAR[]))",
+            [list(keys)],
+        )
+        return [RequestRecord(**dict(zip(REQUEST_COLUMNS, r, strict=True))) for r in cur.fetchall()]
+
+    def done_request_keys(self, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        rows = self.con.execute(
+            "SELECT key FROM requests WHERE status = 'done' AND key IN (SELECT unnest(?::VARCHAR[]))",
+            [list(keys)],
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def mean_completion_tokens(self, model: str) -> float | None:
+        row = self.con.execute(
+            "SELECT avg(completion_tokens) FROM requests WHERE status = 'done' AND model = ?", [model]
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def upsert_requests(self, recs: Sequence[RequestRecord]) -> None:
+        """Write request rows; the last record per key wins, and a 'done' row is never replaced."""
+        last: dict[str, RequestRecord] = {}
+        for r in recs:
+            if r.key in last and last[r.key].status == "done" and r.status != "done":
+                continue
+            last[r.key] = r
+        cols = {c: [getattr(r, c) for r in last.values()] for c in REQUEST_COLUMNS}
+        self.con.register("_req_batch", pa.table(cols, schema=REQUEST_ARROW_SCHEMA))
+        try:
+            names = ", ".join(REQUEST_COLUMNS)
+            sets = ", ".join(f"{c} = excluded.{c}" for c in REQUEST_COLUMNS if c != "key")
+            self.con.execute(
+                f"INSERT INTO requests ({names}) SELECT {names} FROM _req_batch "
+                f"ON CONFLICT (key) DO UPDATE SET {sets} WHERE requests.status <> 'done'"
+            )
+        finally:
+            self.con.unregister("_req_batch")
+
+    def mark_ingested(self, keys: Sequence[str]) -> None:
+        """Record that the pairs of these replies are in the corpus."""
+        self.con.execute(
+            "UPDATE requests SET ingested = TRUE WHERE key IN (SELECT unnest(?::VARCHAR[]))", [list(keys)]
+        )
+
+    def open_request_batches(self, provider: str | None = None) -> list[dict[str, Any]]:
+        """Provider batch jobs submitted and not yet collected, oldest first."""
+        q = "SELECT batch_id, provider, api_base, model, keys, status FROM request_batches WHERE status = 'open'"
+        params: list[Any] = []
+        if provider:
+            q += " AND provider = ?"
+            params.append(provider)
+        return [
+            {"batch_id": bid, "provider": prov, "api_base": base, "model": model, "keys": json.loads(keys),
+             "status": status}
+            for bid, prov, base, model, keys, status in self.con.execute(q + " ORDER BY created_at", params).fetchall()
+        ]  # fmt: skip
+
+    def add_request_batch(
+        self, batch_id: str, provider: str, api_base: str, model: str, keys: list[str], run_id: str
+    ) -> None:
+        self.con.execute(
+            "INSERT INTO request_batches VALUES (?, ?, ?, ?, ?, 'open', ?, ?, NULL)",
+            [batch_id, provider, api_base, model, json.dumps(keys), run_id, now()],
+        )
+
+    def close_request_batch(self, batch_id: str, status: str) -> None:
+        self.con.execute(
+            "UPDATE request_batches SET status = ?, finished_at = ? WHERE batch_id = ?",
+            [status, now(), batch_id],
+        )
 
     # -- context sets and flags ------------------------------------------------------------------
 

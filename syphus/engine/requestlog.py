@@ -17,9 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
-from curation.schema import REQUEST_ARROW_SCHEMA, REQUEST_COLUMNS, RequestRecord, now
+from curation.schema import RequestRecord
 from curation.store import Corpus, InstructionRow
 
 __all__ = ["Ingest", "RequestLog", "RequestRecord", "request_key"]
@@ -52,7 +50,6 @@ class RequestLog:
 
     def __init__(self, corpus: Corpus, *, fold_every: int = 512):
         self.corpus = corpus
-        self.con = corpus.con
         self.journal_path = corpus.path / JOURNAL_NAME
         self.fold_every = fold_every
         self._pending: list[RequestRecord] = []
@@ -63,41 +60,17 @@ class RequestLog:
     # -- reading -------------------------------------------------------------------------------
 
     def done_keys(self, keys: Iterable[str]) -> set[str]:
-        keys = list(keys)
-        if not keys:
-            return set()
-        rows = self.con.execute(
-            "SELECT key FROM requests WHERE status = 'done' AND key IN (SELECT unnest(?::VARCHAR[]))", [keys]
-        ).fetchall()
-        return {r[0] for r in rows}
+        return self.corpus.done_request_keys(list(keys))
 
     def uningested(self, keys: Iterable[str]) -> list[RequestRecord]:
         """Finished replies among ``keys`` whose pairs are not yet in the corpus."""
-        keys = list(keys)
-        if not keys:
-            return []
-        cur = self.con.execute(
-            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE status = 'done' AND NOT ingested "
-            "AND key IN (SELECT unnest(?::VARCHAR[]))",
-            [keys],
-        )
-        return [RequestRecord(**dict(zip(REQUEST_COLUMNS, r, strict=True))) for r in cur.fetchall()]
+        return self.corpus.request_records(list(keys), uningested_only=True)
 
     def done_records(self, keys: Iterable[str]) -> list[RequestRecord]:
-        keys = list(keys)
-        if not keys:
-            return []
-        cur = self.con.execute(
-            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE status = 'done' AND key IN (SELECT unnest(?::VARCHAR[]))",
-            [keys],
-        )
-        return [RequestRecord(**dict(zip(REQUEST_COLUMNS, r, strict=True))) for r in cur.fetchall()]
+        return self.corpus.request_records(list(keys))
 
     def mean_completion_tokens(self, model: str) -> float | None:
-        row = self.con.execute(
-            "SELECT avg(completion_tokens) FROM requests WHERE status = 'done' AND model = ?", [model]
-        ).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+        return self.corpus.mean_completion_tokens(model)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -119,9 +92,9 @@ class RequestLog:
         if not self._pending and not self._ingest:
             return
         pending, ingest = self._pending, self._ingest
-        with self.corpus.transaction() as con:
+        with self.corpus.transaction():
             if pending:
-                _upsert(con, pending)
+                self.corpus.upsert_requests(pending)
             by_run: dict[str, list[InstructionRow]] = {}
             for ing in ingest.values():
                 by_run.setdefault(ing.run_id, []).extend(ing.rows)
@@ -130,10 +103,7 @@ class RequestLog:
             for run_id, rows in by_run.items():
                 self.corpus.add_instructions(rows, run_id=run_id)
             if ingest:
-                con.execute(
-                    "UPDATE requests SET ingested = TRUE WHERE key IN (SELECT unnest(?::VARCHAR[]))",
-                    [list(ingest)],
-                )
+                self.corpus.mark_ingested(list(ingest))
         os.fsync(self._fd)
         os.ftruncate(self._fd, 0)
         self._pending, self._ingest = [], {}
@@ -154,65 +124,20 @@ class RequestLog:
                 if line.endswith("\n"):  # a line cut by a crash mid-write was never acknowledged
                     recs.append(RequestRecord.from_json(line))
         if recs:
-            with self.corpus.transaction() as con:
-                _upsert(con, recs)
+            with self.corpus.transaction():
+                self.corpus.upsert_requests(recs)
         self.journal_path.unlink()
         return len(recs)
 
     # -- batch jobs ----------------------------------------------------------------------------
 
     def open_batches(self, provider: str | None = None) -> list[dict[str, Any]]:
-        q = "SELECT batch_id, provider, api_base, model, keys, status FROM request_batches WHERE status = 'open'"
-        params: list[Any] = []
-        if provider:
-            q += " AND provider = ?"
-            params.append(provider)
-        out = []
-        for bid, prov, base, model, keys, status in self.con.execute(
-            q + " ORDER BY created_at", params
-        ).fetchall():
-            out.append(
-                {
-                    "batch_id": bid,
-                    "provider": prov,
-                    "api_base": base,
-                    "model": model,
-                    "keys": json.loads(keys),
-                    "status": status,
-                }
-            )
-        return out
+        return self.corpus.open_request_batches(provider)
 
     def add_batch(
         self, batch_id: str, provider: str, api_base: str, model: str, keys: list[str], run_id: str
     ) -> None:
-        self.con.execute(
-            "INSERT INTO request_batches VALUES (?, ?, ?, ?, ?, 'open', ?, ?, NULL)",
-            [batch_id, provider, api_base, model, json.dumps(keys), run_id, now()],
-        )
+        self.corpus.add_request_batch(batch_id, provider, api_base, model, keys, run_id)
 
     def close_batch(self, batch_id: str, status: str) -> None:
-        self.con.execute(
-            "UPDATE request_batches SET status = ?, finished_at = ? WHERE batch_id = ?",
-            [status, now(), batch_id],
-        )
-
-
-def _upsert(con, recs: list[RequestRecord]) -> None:
-    # Last record per key wins inside one batch; an existing 'done' row is never replaced.
-    last: dict[str, RequestRecord] = {}
-    for r in recs:
-        if r.key in last and last[r.key].status == "done" and r.status != "done":
-            continue
-        last[r.key] = r
-    cols = {c: [getattr(r, c) for r in last.values()] for c in REQUEST_COLUMNS}
-    table = pa.table(cols, schema=REQUEST_ARROW_SCHEMA)
-    con.register("_req_batch", table)
-    try:
-        sets = ", ".join(f"{c} = excluded.{c}" for c in REQUEST_COLUMNS if c != "key")
-        con.execute(
-            f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) SELECT {', '.join(REQUEST_COLUMNS)} FROM _req_batch "
-            f"ON CONFLICT (key) DO UPDATE SET {sets} WHERE requests.status <> 'done'"
-        )
-    finally:
-        con.unregister("_req_batch")
+        self.corpus.close_request_batch(batch_id, status)
