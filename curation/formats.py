@@ -1,5 +1,6 @@
 """The one reader of each file the stages hand each other: MIMIC-IT instructions and context
-maps (``*_train.json``), and the manifest of a shard folder.
+maps (``*_train.json``), the columns of a MIMIC-IT images parquet, and the manifest of a shard
+folder.
 
 ``syphus import mimicit``, ``syphus mix`` and the trainer all read these files through here, so a
 file one of them accepts the others accept too, with the same one-line errors naming the file.
@@ -8,9 +9,11 @@ This module reads files only (no corpus, no torch), which is why the trainer may
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from pydantic import ValidationError
 
 from curation.jsonfiles import read_json
@@ -19,6 +22,8 @@ from schemas.mimicit import ContextMap, InstructionRecord
 from schemas.shards import ShardManifest
 
 MANIFEST_NAME = "manifest.json"
+# where a MIMIC-IT images parquet may keep the image id when it is not the pandas index
+ID_COLUMN_CANDIDATES = ("id", "image_id", "img_id", "key", "__index_level_0__")
 
 
 def read_instructions(path: str | Path) -> tuple[dict[str, Any], dict[str, InstructionRecord]]:
@@ -79,3 +84,27 @@ def read_shard_manifest(root: str | Path) -> ShardManifest:
             if not (root / name).is_file():
                 raise SyphusError(f"{path}: lists '{name}' but {root / name} does not exist")
     return manifest
+
+
+def images_parquet_columns(schema: pa.Schema, path: str | Path) -> tuple[str, str]:
+    """(id column, base64 column) of a MIMIC-IT images parquet: Otter's keeps the id as the
+    pandas index; other tools write it as a column."""
+    names = schema.names
+    id_col = None
+    md = schema.metadata or {}
+    if b"pandas" in md:
+        try:
+            idx = json.loads(md[b"pandas"]).get("index_columns", [])
+            if idx and isinstance(idx[0], str) and idx[0] in names:
+                id_col = idx[0]
+        except (ValueError, AttributeError):
+            pass
+    if id_col is None:
+        id_col = next((c for c in ID_COLUMN_CANDIDATES if c in names), None)
+    if id_col is None:
+        raise SyphusError(
+            f"{path}: no image id column (looked for the pandas index and {', '.join(ID_COLUMN_CANDIDATES)})"
+        )
+    if "base64" not in names:
+        raise SyphusError(f"{path}: no 'base64' column (columns are {', '.join(names)})")
+    return id_col, "base64"

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.formats import read_context_map, read_instructions
+from curation.formats import images_parquet_columns, read_context_map, read_instructions
 from curation.images import DEFAULT_MAX_PIXELS, decode_base64, inspect_image
 from curation.jsonfiles import write_json_atomic
 from curation.outputs import refuse_corpus_overlap, safe_child
@@ -32,7 +32,6 @@ from schemas.mimicit import task_of_id
 METHOD_REL = "rel_ins_ids"
 METHOD_CONTEXT_MAP = "train_config"  # the value stored corpora hold
 
-ID_COLUMN_CANDIDATES = ("id", "image_id", "img_id", "key", "__index_level_0__")
 Progress = Callable[[int, int], None]  # (items done, bytes done) increments
 
 
@@ -60,28 +59,6 @@ class ImportReport:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def _parquet_columns(pf: pq.ParquetFile, path: Path) -> tuple[str, str]:
-    names = pf.schema_arrow.names
-    id_col = None
-    md = pf.schema_arrow.metadata or {}
-    if b"pandas" in md:
-        try:
-            idx = json.loads(md[b"pandas"]).get("index_columns", [])
-            if idx and isinstance(idx[0], str) and idx[0] in names:
-                id_col = idx[0]
-        except (ValueError, AttributeError):
-            pass
-    if id_col is None:
-        id_col = next((c for c in ID_COLUMN_CANDIDATES if c in names), None)
-    if id_col is None:
-        raise SyphusError(
-            f"{path}: no image id column (looked for the pandas index and {', '.join(ID_COLUMN_CANDIDATES)})"
-        )
-    if "base64" not in names:
-        raise SyphusError(f"{path}: no 'base64' column (columns are {', '.join(names)})")
-    return id_col, "base64"
-
-
 def iter_parquet_images(
     path: Path, *, batch_rows: int | None = None, batch_bytes: int = 64 << 20
 ) -> Iterator[tuple[str, str | bytes, str]]:
@@ -94,7 +71,7 @@ def iter_parquet_images(
         pf = pq.ParquetFile(path, memory_map=False, buffer_size=1 << 20, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as e:
         raise SyphusError(f"{path}: not a readable parquet file ({e})") from e
-    id_col, b64_col = _parquet_columns(pf, path)
+    id_col, b64_col = images_parquet_columns(pf.schema_arrow, path)
     if batch_rows is None:
         batch_rows = _rows_per_batch(pf, b64_col, batch_bytes)
     row = 0

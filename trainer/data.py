@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
-from curation.formats import read_context_map, read_instructions, read_shard_manifest
+from curation.formats import images_parquet_columns, read_context_map, read_instructions, read_shard_manifest
 from curation.images import decode_base64
 from curation.mix import mimicit_order, resolved_count, sample_positions
 from schemas.errors import SyphusError
@@ -241,26 +241,11 @@ def open_image_file(path: Path) -> _ParquetImages | _JsonImages:
     with open(path, "rb") as f:
         head = f.read(64)
     if head.startswith(b"PAR1"):
-        return _ParquetImages(path, _mimicit_id_column(path), "base64", base64_values=True)
+        id_column, value_column = images_parquet_columns(pq.read_schema(path), path)
+        return _ParquetImages(path, id_column, value_column, base64_values=True)
     if head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] == b"{" or not head.strip():
         return _JsonImages(path)
     raise SyphusError(f"{path}: not an images parquet or an images JSON object {{id: base64}}")
-
-
-def _mimicit_id_column(path: Path) -> str:
-    """Otter's image parquet keeps the id as the pandas index; find its column."""
-    schema = pq.read_schema(path)
-    names = schema.names
-    meta = schema.metadata or {}
-    if b"pandas" in meta:
-        index_cols = json.loads(meta[b"pandas"]).get("index_columns", [])
-        for c in index_cols:
-            if isinstance(c, str) and c in names:
-                return c
-    for c in ("id", "image_id", "__index_level_0__"):
-        if c in names:
-            return c
-    raise SyphusError(f"{path}: no image id column (expected the pandas index, 'id' or 'image_id')")
 
 
 class ShardSource:
