@@ -84,7 +84,7 @@ def run_syphus(*args) -> tuple[int, str, str]:
     (exit code, stdout, stderr); faster than a subprocess for the many small calls of a test."""
     import contextlib
 
-    from syphus import ui
+    from syphus.cli import ui
     from syphus.cli import main
 
     out, err = io.StringIO(), io.StringIO()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from syphus.cli.options import CORPUS
+
 DEFAULT_MODEL = "local/smollm2-135m"  # same as syphus.engine.pipeline.DEFAULT_MODEL, kept import-free
 
 EXIT_BUDGET = 3  # --max-cost stopped the run
@@ -45,7 +47,7 @@ def _task_options(values: list[str]) -> dict:
 def generate(
     task: str = typer.Option(..., "--task", help=TASK_HELP),
     annotations: list[Path] = typer.Option(..., "--annotations", help=ANN_HELP),
-    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory (created if missing)."),
+    corpus: Path = CORPUS,
     model: str = typer.Option(
         DEFAULT_MODEL,
         "--model",
@@ -194,7 +196,7 @@ def preview(
 def reparse(
     task: str = typer.Option(..., "--task", help=TASK_HELP),
     annotations: list[Path] = typer.Option(..., "--annotations", help=ANN_HELP),
-    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory holding the stored replies."),
+    corpus: Path = CORPUS,
     task_option: list[str] = typer.Option(
         [], "--task-option", help="NAME=VALUE option passed to the task (repeatable)."
     ),

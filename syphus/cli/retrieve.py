@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from curation.embed import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
+from syphus.cli.options import CORPUS_ARGUMENT, CORPUS_OPTIONAL, resolve_corpus
 
 
 def _quiet_threads() -> None:
@@ -17,19 +18,6 @@ def _quiet_threads() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _corpus(argument: Path | None, option: Path | None) -> Path:
-    """The corpus directory, given either as the argument or with ``--corpus`` (as ``generate``
-    and the store commands take it), not both."""
-    from schemas.errors import SyphusError
-
-    if argument is not None and option is not None and argument != option:
-        raise SyphusError(f"two corpora given ({argument} and --corpus {option}): give it once")
-    path = argument or option
-    if path is None:
-        raise SyphusError("no corpus given: pass its directory as the argument or with --corpus")
-    return path
-
-
 def _open(path: Path):
     from curation.store import Corpus
 
@@ -37,12 +25,8 @@ def _open(path: Path):
 
 
 def embed(
-    corpus: Path | None = typer.Argument(
-        None, help="Corpus directory (or give it with --corpus).", show_default=False
-    ),
-    corpus_option: Path | None = typer.Option(
-        None, "--corpus", help="Corpus directory, as for the other commands."
-    ),
+    corpus: Path | None = CORPUS_ARGUMENT,
+    corpus_option: Path | None = CORPUS_OPTIONAL,
     kind: str = typer.Option(
         "image", "--kind", help="What to embed: 'image' (every distinct image) or 'text' (instructions)."
     ),
@@ -69,7 +53,7 @@ def embed(
     Under `torchrun --nproc_per_node N syphus embed ...` every rank embeds its shard of the items
     (gloo on CPU, nccl on GPU) and rank 0 merges the results into the corpus.
     """
-    corpus = _corpus(corpus, corpus_option)
+    corpus = resolve_corpus(corpus, corpus_option)
     _quiet_threads()
     from rich.console import Console
 
@@ -104,12 +88,8 @@ def embed(
 
 
 def retrieve(
-    corpus: Path | None = typer.Argument(
-        None, help="Corpus directory (or give it with --corpus).", show_default=False
-    ),
-    corpus_option: Path | None = typer.Option(
-        None, "--corpus", help="Corpus directory, as for the other commands."
-    ),
+    corpus: Path | None = CORPUS_ARGUMENT,
+    corpus_option: Path | None = CORPUS_OPTIONAL,
     policy: str = typer.Option(
         "t2t", "--policy", help="i2i (image similarity), t2t (instruction similarity) or mixed."
     ),
@@ -150,7 +130,7 @@ def retrieve(
     device: str = typer.Option("cpu", "--device", help="Torch device for embedding."),
 ) -> None:
     """Give every instruction its k most related instructions (MIMIC-IT rel_ins_ids) as a new context-set run."""
-    corpus = _corpus(corpus, corpus_option)
+    corpus = resolve_corpus(corpus, corpus_option)
     _quiet_threads()
     from rich.console import Console
     from rich.table import Table
@@ -203,12 +183,8 @@ def retrieve(
 
 
 def curate_cmd(
-    corpus: Path | None = typer.Argument(
-        None, help="Corpus directory (or give it with --corpus).", show_default=False
-    ),
-    corpus_option: Path | None = typer.Option(
-        None, "--corpus", help="Corpus directory, as for the other commands."
-    ),
+    corpus: Path | None = CORPUS_ARGUMENT,
+    corpus_option: Path | None = CORPUS_OPTIONAL,
     near_dup: float = typer.Option(
         0.95,
         "--near-dup",
@@ -241,7 +217,7 @@ def curate_cmd(
     device: str = typer.Option("cpu", "--device", help="Torch device for embedding."),
 ) -> None:
     """Flag (never delete) duplicates, near-duplicates, bad lengths, banned phrases and wrong-language texts."""
-    corpus = _corpus(corpus, corpus_option)
+    corpus = resolve_corpus(corpus, corpus_option)
     _quiet_threads()
     from rich.console import Console
     from rich.table import Table
