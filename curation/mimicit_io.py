@@ -12,7 +12,7 @@ import base64
 import datetime as _dt
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,13 @@ from curation.outputs import refuse_corpus_overlap, safe_child
 from curation.store import Corpus, InstructionRow, check_name
 from schemas.errors import SyphusError, first_validation_error
 from schemas.mimicit import InstructionRecord, task_of_id
+from schemas.progress import Progress
 
 # Context-set methods used for what the MIMIC-IT files carry.
 METHOD_REL = "rel_ins_ids"
 METHOD_TRAIN = "train_config"
 
 ID_COLUMN_CANDIDATES = ("id", "image_id", "img_id", "key", "__index_level_0__")
-Progress = Callable[[int, int], None]  # (items done, bytes done) increments
 
 
 @dataclass

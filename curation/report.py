@@ -25,6 +25,7 @@ from typing import Any
 
 from curation.store import Corpus
 from schemas.errors import SyphusError
+from schemas.progress import Progress
 
 THUMB_PX = 160
 SMALL_THUMB_PX = 72
@@ -677,7 +678,7 @@ def build_report(
     train_dir: str | Path | None = None,
     samples_per_task: int = 8,
     quarantine_limit: int = 100,
-    progress=None,
+    progress: Progress | None = None,
 ) -> ReportSummary:
     """Write the report for ``corpus_dir`` to ``out`` and return what it shows.
 

@@ -23,6 +23,7 @@ from curation.jsonfiles import write_json_atomic
 from curation.outputs import check_output_folder, refuse_corpus_overlap
 from curation.store import Corpus
 from schemas.errors import SyphusError
+from schemas.progress import Progress
 from schemas.shards import ShardFiles, ShardManifest
 from schemas.tasks import media_of_task
 
@@ -103,7 +104,7 @@ def export_shards(
     langs: list[str] | None = None,
     rows_per_part: int = 2048,
     max_context: int = 8,
-    progress=None,
+    progress: Progress | None = None,
 ) -> ShardExportReport:
     if rows_per_part < 1:
         raise SyphusError(f"--rows-per-part: must be at least 1 (got {rows_per_part})")

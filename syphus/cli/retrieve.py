@@ -63,20 +63,23 @@ def embed(
         raise SyphusError(f"--kind must be 'image' or 'text' (got '{kind}')")
     spec = model or (DEFAULT_IMAGE_MODEL if kind == "image" else DEFAULT_TEXT_MODEL)
     from curation.embed.distributed import embed_distributed, is_distributed
+    from syphus.cli.ui import progress_bar
 
     if is_distributed():
-        stats = embed_distributed(
-            str(corpus), spec, kind, batch_size=batch_size, workers=workers, device=device, chunk=chunk
-        )
+        with progress_bar("embed", enabled=int(os.environ.get("RANK", "0")) == 0) as bar:
+            stats = embed_distributed(
+                str(corpus), spec, kind, batch_size=batch_size, workers=workers, device=device, chunk=chunk,
+                progress=bar,
+            )  # fmt: skip
         if int(os.environ.get("RANK", "0")) != 0:
             return
     else:
         from curation.embed.models import load_embedder
         from curation.embed.pipeline import embed_corpus
 
-        with _open(corpus) as c:
+        with _open(corpus) as c, progress_bar("embed") as bar:
             emb = load_embedder(spec, device=device)
-            stats = embed_corpus(c, emb, kind, batch_size=batch_size, workers=workers)
+            stats = embed_corpus(c, emb, kind, batch_size=batch_size, workers=workers, progress=bar)
     Console().print(
         f"embedded {stats.embedded} {kind}s with {stats.model} ({stats.cached} already cached, {stats.total} in corpus)"
         f" in {stats.seconds:.1f}s" + (f", {stats.per_second:.1f}/s" if stats.embedded else "")
@@ -152,8 +155,10 @@ def retrieve(
         target_recall=target_recall,
         recall_sample=recall_sample,
     )
-    with _open(corpus) as c:
-        res = assign_context_sets(c, cfg, batch_size=batch_size, workers=workers, device=device)
+    from syphus.cli.ui import progress_bar
+
+    with _open(corpus) as c, progress_bar("retrieve") as bar:
+        res = assign_context_sets(c, cfg, batch_size=batch_size, workers=workers, device=device, progress=bar)
     t = Table(title=f"retrieve {policy} k={k}  run {res.run_id}")
     for col in ("group", "items", "index", "params", "threads", "recall@k", "search s"):
         t.add_column(col)
@@ -224,6 +229,7 @@ def curate_cmd(
 
     from curation import curate as cur
     from schemas.errors import SyphusError
+    from syphus.cli.ui import progress_bar
 
     con = Console()
     with _open(corpus) as c:
@@ -249,7 +255,8 @@ def curate_cmd(
             check_lang=not no_lang_check,
             dry_run=dry_run,
         )
-        res = cur.curate(c, cfg, device=device)
+        with progress_bar("curate") as bar:
+            res = cur.curate(c, cfg, device=device, progress=bar)
     t = Table(title=f"curate {'(dry run) ' if dry_run else ''}{res.total} instructions")
     t.add_column("flag")
     t.add_column("instructions", justify="right")

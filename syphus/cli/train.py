@@ -186,16 +186,11 @@ def infer_cmd(
     batch_size: int = typer.Option(16, "--batch-size", help="Questions per generate call."),
 ) -> None:
     """Answer every question of a JSONL file with a trained Otter."""
-    from rich.progress import Progress
-
+    from syphus.cli.ui import progress_bar
     from trainer.chat import infer_file, read_questions
 
-    n = len(read_questions(input))
-    with Progress() as p:
-        task = p.add_task("infer", total=n)
-        done = infer_file(
-            model, input, out, max_new_tokens, batch_size, progress=lambda n: p.advance(task, n)
-        )
+    with progress_bar("infer", len(read_questions(input))) as bar:
+        done = infer_file(model, input, out, max_new_tokens, batch_size, progress=bar)
     typer.echo(f"wrote {done} answers to {out}")
 
 

@@ -19,6 +19,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from schemas.progress import Progress as ProgressCallback
+from schemas.progress import no_progress
+
 console = Console(stderr=True)
 
 
@@ -34,19 +37,33 @@ out = Console()
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, *, bytes_rate: bool = False) -> Iterator:
-    """Yields ``advance(n_items, n_bytes)``; shows done/total, rate and ETA."""
+def progress_bar(
+    description: str, total: int | None = None, *, bytes_rate: bool = False, enabled: bool = True
+) -> Iterator[ProgressCallback]:
+    """The one progress display: yields a :class:`schemas.progress.Progress` callback and shows
+    done/total, rate, ETA (and MB with ``bytes_rate``) plus whatever status the stage reports.
+    A ``label`` from the stage starts a new bar for its next phase."""
+    if not enabled:
+        yield no_progress
+        return
     cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn()]
     if bytes_rate:
         cols.append(TextColumn("{task.fields[mb]:.1f} MB"))
-    cols += [RateColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    cols += [RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
     with Progress(*cols, console=console, transient=False, refresh_per_second=4) as p:
-        tid = p.add_task(description, total=total, mb=0.0)
-        state = {"bytes": 0}
+        state = {"tid": p.add_task(description, total=total, mb=0.0, status=""), "bytes": 0}
 
-        def advance(n: int = 1, nbytes: int = 0) -> None:
+        def advance(n: int = 1, nbytes: int = 0, *, total=None, label=None, status=None) -> None:
+            if label is not None:
+                if p.tasks[state["tid"]].completed or p.tasks[state["tid"]].total is not None:
+                    state["tid"], state["bytes"] = p.add_task(label, total=total, mb=0.0, status=""), 0
+                else:  # the first bar has not started yet: it becomes this phase's bar
+                    p.update(state["tid"], description=label, total=total)
+            elif total is not None:
+                p.update(state["tid"], total=total)
             state["bytes"] += nbytes
-            p.update(tid, advance=n, mb=state["bytes"] / 1e6)
+            fields = {} if status is None else {"status": status}
+            p.update(state["tid"], advance=n, mb=state["bytes"] / 1e6, **fields)
 
         yield advance
 
