@@ -9,7 +9,6 @@ our output and import -> export -> import gives the same records and byte-identi
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import json
 import os
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from pydantic import ValidationError
 from curation.images import DEFAULT_MAX_PIXELS, decode_base64, inspect_image
 from curation.jsonfiles import read_json, write_json_atomic
 from curation.outputs import refuse_corpus_overlap, safe_child
-from curation.store import Corpus, InstructionRow, check_name
+from curation.store import Corpus, InstructionRow, check_name, now
 from schemas.errors import SyphusError, first_validation_error
 from schemas.mimicit import InstructionRecord, task_of_id
 from schemas.progress import Progress
@@ -727,7 +726,7 @@ def export_mimicit(
         exported_task.pop(ins_id, None)
     report = ExportReport()
     report.skipped_missing_images = len(missing_images)
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    stamp = now().strftime("%Y-%m-%d %H:%M:%S")
     for name, group_tasks in groups.items():
         rows = corpus.con.execute(
             f"SELECT i.id, i.instruction, i.answer, i.lang, i.extra, "

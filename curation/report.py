@@ -13,7 +13,6 @@ whatever each command recorded), so every query first checks which tables and co
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import html
 import io
 import json
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curation.store import Corpus
+from curation.store import Corpus, now
 from schemas.errors import SyphusError
 from schemas.progress import Progress
 
@@ -727,7 +726,7 @@ def build_report(
         n_images = corpus.con.execute("SELECT count(*) FROM images").fetchone()[0]
         n_ins = corpus.con.execute("SELECT count(*) FROM instructions").fetchone()[0]
     scope = f"run {esc(run_id)}" if run_id else "all runs"
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = now().strftime("%Y-%m-%d %H:%M UTC")
     toc += ['<a href="#quarantine">quarantine</a>', '<a href="#runs">runs</a>']
     if training is not None:
         toc.append('<a href="#training">training</a>')
@@ -737,7 +736,7 @@ def build_report(
         f"<title>Syphus report: {esc(Path(corpus_dir).name)}</title><style>{CSS}</style></head>"
         f'<body data-samples="{summary.samples}">'
         f"<header><h1>Syphus report</h1><p>Corpus {esc(Path(corpus_dir).resolve())} &middot; {scope} &middot; "
-        f"{n_ins:,} instructions, {n_images:,} images &middot; written {now}</p><nav>{''.join(toc)}</nav></header>"
+        f"{n_ins:,} instructions, {n_images:,} images &middot; written {stamp}</p><nav>{''.join(toc)}</nav></header>"
         f"<main>{''.join(sections)}"
         f'<h2 id="quarantine">Quarantined outputs</h2>{q_html}'
         f'<h2 id="runs">Runs</h2>{r_html}{t_html}</main>'

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from curation.jsonfiles import write_json_atomic
 from curation.outputs import check_output_folder, refuse_corpus_overlap
-from curation.store import Corpus
+from curation.store import Corpus, now
 from schemas.errors import SyphusError
 from schemas.progress import Progress
 from schemas.shards import ShardFiles, ShardManifest
@@ -208,7 +208,7 @@ def export_shards(
             progress(len(chunk), 0)
     manifest = ShardManifest(
         corpus=str(corpus.path.resolve()),
-        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created_at=now().replace(tzinfo=_dt.timezone.utc).isoformat(timespec="seconds"),
         rows=total,
         tasks=dict(tasks_c),
         langs=dict(langs_c),

@@ -100,6 +100,7 @@ def check_name(value: object, *, what: str) -> str:
 
 
 def now() -> _dt.datetime:
+    """The one clock of the project: UTC, naive (as DuckDB's TIMESTAMP columns hold it)."""
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 

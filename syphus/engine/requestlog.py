@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from curation.store import Corpus, InstructionRow
+from curation.store import Corpus, InstructionRow, now
 
 JOURNAL_NAME = "requests.journal"
 
@@ -66,10 +66,6 @@ def request_key(model: str, messages: Sequence[dict[str, Any]], params: dict[str
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
-
-
 @dataclass
 class RequestRecord:
     """One row of the request log (a finished reply or a final error)."""
@@ -89,7 +85,7 @@ class RequestRecord:
     run_id: str | None = None
     backend: str | None = None
     started_at: _dt.datetime | None = None
-    finished_at: _dt.datetime | None = field(default_factory=_now)
+    finished_at: _dt.datetime | None = field(default_factory=now)
     latency_s: float | None = None
 
     def to_json(self) -> str:
@@ -263,13 +259,13 @@ class RequestLog:
     ) -> None:
         self.con.execute(
             "INSERT INTO request_batches VALUES (?, ?, ?, ?, ?, 'open', ?, ?, NULL)",
-            [batch_id, provider, api_base, model, json.dumps(keys), run_id, _now()],
+            [batch_id, provider, api_base, model, json.dumps(keys), run_id, now()],
         )
 
     def close_batch(self, batch_id: str, status: str) -> None:
         self.con.execute(
             "UPDATE request_batches SET status = ?, finished_at = ? WHERE batch_id = ?",
-            [status, _now(), batch_id],
+            [status, now(), batch_id],
         )
 
 
