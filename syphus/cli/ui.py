@@ -42,7 +42,8 @@ def progress_bar(
 ) -> Iterator[ProgressCallback]:
     """The one progress display: yields a :class:`schemas.progress.Progress` callback and shows
     done/total, rate, ETA (and MB with ``bytes_rate``) plus whatever status the stage reports.
-    A ``label`` from the stage starts a new bar for its next phase."""
+    A ``label`` from the stage starts a new bar for its next phase. Nothing is drawn until the
+    stage first reports, and a bar is wiped when the work fails, so an error stays one line."""
     if not enabled:
         yield no_progress
         return
@@ -50,22 +51,36 @@ def progress_bar(
     if bytes_rate:
         cols.append(TextColumn("{task.fields[mb]:.1f} MB"))
     cols += [RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
-    with Progress(*cols, console=console, transient=False, refresh_per_second=4) as p:
-        state = {"tid": p.add_task(description, total=total, mb=0.0, status=""), "bytes": 0}
+    p = Progress(*cols, console=console, transient=False, refresh_per_second=4)
+    state: dict = {"tid": None, "bytes": 0, "first": (description, total)}
 
-        def advance(n: int = 1, nbytes: int = 0, *, total=None, label=None, status=None) -> None:
-            if label is not None:
-                if p.tasks[state["tid"]].completed or p.tasks[state["tid"]].total is not None:
-                    state["tid"], state["bytes"] = p.add_task(label, total=total, mb=0.0, status=""), 0
-                else:  # the first bar has not started yet: it becomes this phase's bar
-                    p.update(state["tid"], description=label, total=total)
-            elif total is not None:
-                p.update(state["tid"], total=total)
-            state["bytes"] += nbytes
-            fields = {} if status is None else {"status": status}
-            p.update(state["tid"], advance=n, mb=state["bytes"] / 1e6, **fields)
+    def advance(n: int = 1, nbytes: int = 0, *, total=None, label=None, status=None) -> None:
+        if state["tid"] is None:  # first report: draw the bar, titled by the stage if it says
+            p.start()
+            name, first_total = state["first"]
+            state["tid"] = p.add_task(
+                label or name, total=first_total if total is None else total, mb=0.0, status=""
+            )
+        elif label is not None:  # a new phase: a bar of its own
+            state["tid"], state["bytes"] = p.add_task(label, total=total, mb=0.0, status=""), 0
+        elif total is not None:
+            p.update(state["tid"], total=total)
+        state["bytes"] += nbytes
+        fields = {} if status is None else {"status": status}
+        p.update(state["tid"], advance=n, mb=state["bytes"] / 1e6, **fields)
 
+    try:
         yield advance
+    except BaseException:
+        if state["tid"] is not None:  # wipe the bar without a trace: the error is the last word
+            p.live.transient, quiet, console.quiet = True, console.quiet, True
+            try:
+                p.stop()
+            finally:
+                console.quiet = quiet
+        raise
+    if state["tid"] is not None:
+        p.stop()
 
 
 def summary_table(title: str, rows: list[tuple], headers: tuple[str, ...] = ("", "")) -> None:
