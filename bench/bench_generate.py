@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -86,9 +85,9 @@ def server_key(model: str, messages: list[dict]) -> str:
 
 
 def run_pipeline(base: str, notes: Path, corpus: Path, *, concurrency: int, backend: str, model: str) -> dict:
-    opts = GenerateOptions(model=model, api_base=base, backend=backend, concurrency=concurrency, progress=False,
+    opts = GenerateOptions(model=model, api_base=base, backend=backend, concurrency=concurrency,
                            max_tokens=PARAMS["max_tokens"], temperature=PARAMS["temperature"], timeout=60)  # fmt: skip
-    return generate(EchoTask(), [notes], corpus, opts, Console(quiet=True))
+    return generate(EchoTask(), [notes], corpus, opts)
 
 
 def chunked_threadpool_baseline(base: str, notes: Path, *, concurrency: int, model: str) -> float:

@@ -26,6 +26,7 @@ from curation.embed.models import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
 from curation.index import DEFAULT_FLAT_MAX, IndexReport, all_items_knn
 from curation.queries import text_key
 from schemas.errors import SyphusError
+from schemas.progress import Progress, no_progress
 
 POLICIES = ("i2i", "t2t", "mixed")
 
@@ -94,7 +95,7 @@ def ensure_embedded(
     batch_size: int = 64,
     workers: int = 2,
     device: str = "cpu",
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> str:
     """Embed whatever the cache lacks for this model (loading the model only if needed)."""
     from curation.embed.models import load_embedder
@@ -234,7 +235,7 @@ def assign_context_sets(
     batch_size: int = 64,
     workers: int = 2,
     device: str = "cpu",
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> ContextResult:
     """Embed what is missing, search, apply exclusions, and write one run of context sets."""
     cfg.validate()
@@ -282,18 +283,17 @@ def assign_context_sets(
     rows: list[tuple[str, int, str, float]] = []
     reports: dict[str, IndexReport] = {}
     short = 0
-    from curation.embed.pipeline import _progress
-
-    with _progress(progress, f"retrieve {cfg.policy} (k={cfg.k})", len(eligible)) as advance:
-        for name, members in groups.items():
-            label = f" in task '{name}'" if cfg.same_task else ""
-            sel, rep = _assign_group(cfg, x[members], [items.images[m] for m in members], label, advance)
-            reports[name] = rep
-            for q, chosen in enumerate(sel):
-                short += len(chosen) < cfg.k
-                qid = items.ids[members[q]]
-                for rank, (c, s) in enumerate(chosen):
-                    rows.append((qid, rank, items.ids[members[c]], float(s)))
+    advance = progress or no_progress
+    advance(0, total=len(eligible), label=f"retrieve {cfg.policy} (k={cfg.k})")
+    for name, members in groups.items():
+        label = f" in task '{name}'" if cfg.same_task else ""
+        sel, rep = _assign_group(cfg, x[members], [items.images[m] for m in members], label, advance)
+        reports[name] = rep
+        for q, chosen in enumerate(sel):
+            short += len(chosen) < cfg.k
+            qid = items.ids[members[q]]
+            for rank, (c, s) in enumerate(chosen):
+                rows.append((qid, rank, items.ids[members[c]], float(s)))
     summary = {
         "queries": len(eligible),
         "rows": len(rows),

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from schemas.errors import SyphusError
+from schemas.progress import Progress
 
 DEFAULT_BANNED = (
     "as an ai language model",
@@ -163,7 +164,9 @@ def _near_dup_flags(
     return out
 
 
-def curate(corpus, cfg: CurateConfig, *, device: str = "cpu", progress: bool = True) -> CurateResult:
+def curate(
+    corpus, cfg: CurateConfig, *, device: str = "cpu", progress: Progress | None = None
+) -> CurateResult:
     if cfg.near_dup_scope not in ("image", "all"):
         raise SyphusError(f"--near-dup-scope must be 'image' or 'all' (got '{cfg.near_dup_scope}')")
     if (

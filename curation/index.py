@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from schemas.errors import SyphusError
+from schemas.progress import Progress
 
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
 DEFAULT_FLAT_MAX = 20_000
@@ -298,11 +299,11 @@ class IVFJoin:
             got[j, :kk] = cand[top[np.argsort(-sims[top], kind="stable")]]
         return got
 
-    def run(self, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, k: int, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
         with torch_threads(self.threads):  # the cell products run in torch: same explicit count
             return self._run(k, progress)
 
-    def _run(self, k: int, progress) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, k: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.x)
         D = np.full((n, k), -np.inf, dtype=np.float32)
         nbr = np.full((n, k), -1, dtype=np.int64)
@@ -380,7 +381,7 @@ def all_items_knn(
     target_recall: float = 0.95,
     recall_sample: int = 1000,
     flat_max: int = DEFAULT_FLAT_MAX,
-    progress=None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray, IndexReport]:
     """Top-k neighbours of every row among all rows (itself included).
 

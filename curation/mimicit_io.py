@@ -9,10 +9,9 @@ our output and import -> export -> import gives the same records and byte-identi
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,14 @@ from curation.formats import images_parquet_columns, read_context_map, read_inst
 from curation.images import DEFAULT_MAX_PIXELS, decode_base64, inspect_image
 from curation.jsonfiles import write_json_atomic
 from curation.outputs import refuse_corpus_overlap, safe_child
-from curation.store import Corpus, InstructionRow, check_name
+from curation.store import Corpus, InstructionRow, check_name, now
 from schemas.errors import SyphusError
 from schemas.mimicit import task_of_id
+from schemas.progress import Progress
 
 # Context-set methods used for what the MIMIC-IT files carry.
 METHOD_REL = "rel_ins_ids"
 METHOD_CONTEXT_MAP = "train_config"  # the value stored corpora hold
-
-Progress = Callable[[int, int], None]  # (items done, bytes done) increments
 
 
 @dataclass
@@ -619,7 +617,7 @@ def export_mimicit(
         exported_task.pop(ins_id, None)
     report = ExportReport()
     report.skipped_missing_images = len(missing_images)
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    stamp = now().strftime("%Y-%m-%d %H:%M:%S")
     for name, group_tasks in groups.items():
         rows = [
             p for p in corpus.pairs(tasks=group_tasks, active_only=active_only) if p.id not in missing_images

@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 
 from curation.jsonfiles import write_json_atomic
 from curation.outputs import check_output_folder, refuse_corpus_overlap
-from curation.store import Corpus
+from curation.store import Corpus, now
 from schemas.errors import SyphusError
+from schemas.progress import Progress
 from schemas.shards import ShardFiles, ShardManifest
 from schemas.tasks import media_of_task
 
@@ -97,7 +98,7 @@ def export_shards(
     langs: list[str] | None = None,
     rows_per_part: int = 2048,
     max_context: int = 8,
-    progress=None,
+    progress: Progress | None = None,
 ) -> ShardExportReport:
     if rows_per_part < 1:
         raise SyphusError(f"--rows-per-part: must be at least 1 (got {rows_per_part})")
@@ -190,7 +191,7 @@ def export_shards(
             progress(len(chunk), 0)
     manifest = ShardManifest(
         corpus=str(corpus.path.resolve()),
-        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created_at=now().replace(tzinfo=_dt.timezone.utc).isoformat(timespec="seconds"),
         rows=total,
         tasks=dict(tasks_c),
         langs=dict(langs_c),

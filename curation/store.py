@@ -399,6 +399,26 @@ class Corpus(CorpusQueries):
             out.setdefault(qid, []).append(rid)
         return out
 
+    def forget_parsed(self, request_keys: Sequence[str]) -> None:
+        """Remove the pairs and generate-stage quarantine entries parsed from these stored replies,
+        and mark the replies not yet ingested, so that a new parser can fold them in again. The raw
+        replies themselves stay: nothing paid for is lost."""
+        keys = list(request_keys)
+        with self.transaction() as con:
+            parsed = (
+                "SELECT id FROM instructions WHERE json_extract_string(extra, '$.request_key') "
+                "IN (SELECT unnest(?::VARCHAR[]))"
+            )
+            con.execute(f"DELETE FROM instruction_images WHERE ins_id IN ({parsed})", [keys])
+            con.execute(f"DELETE FROM instructions WHERE id IN ({parsed})", [keys])
+            con.execute(
+                "DELETE FROM quarantine WHERE stage = 'generate' AND source IN (SELECT unnest(?::VARCHAR[]))",
+                [keys],
+            )
+            con.execute(
+                "UPDATE requests SET ingested = FALSE WHERE key IN (SELECT unnest(?::VARCHAR[]))", [keys]
+            )
+
     def rollback_run(self, run_id: str) -> None:
         """Remove everything a failed run wrote, so the corpus is as it was before it."""
         with self.transaction() as con:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from curation.images import DEFAULT_MAX_PIXELS
 from schemas.errors import SyphusError
+from schemas.progress import Progress
 from trainer.prompting import PromptBuilder, SpecialTokens, Turn
 
 
@@ -179,7 +180,7 @@ def infer_file(
     out_path: str | Path,
     max_new_tokens: int = 32,
     batch_size: int = 16,
-    progress=None,
+    progress: Progress | None = None,
 ) -> int:
     """Answer every question of a JSONL file; writes ``{"id", "instruction", "answer"}`` lines."""
     questions = read_questions(input_path)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from schemas.errors import SyphusError
 from schemas.mix import load_mix
+from schemas.progress import Progress, no_progress
 from schemas.train import TrainConfig, load_train_config
 from trainer.collate import Batch
 from trainer.lifeline import exit_with_launcher
@@ -428,8 +429,11 @@ def _check_run_dir(out: Path, cfg: TrainConfig, mix_text: str) -> None:
         saved.write_text(json.dumps(mine, indent=2))
 
 
-def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dict:
-    """Train (or resume) and export; returns the final metrics line on rank 0."""
+def train(
+    mix_path: str | Path, config_path: str | Path, out: str | Path, progress: Progress | None = None
+) -> dict:
+    """Train (or resume) and export; returns the final metrics line on rank 0 (which alone reports
+    to ``progress``)."""
     import deepspeed
     import torch.distributed as dist
 
@@ -521,50 +525,40 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
     last: dict = {}
     meter = Meter(started=time.perf_counter())
     group_sums = torch.zeros(len(group_names), 2, dtype=torch.float64)
-    progress = _progress(rank, steps, step)
-    try:
-        while step < steps:
-            torch.manual_seed(step_seed(cfg.seed, step, rank))
-            step_loss = 0.0
-            for _ in range(cfg.grad_accum):
-                batch = next(batches)
-                skip_guard.add(batch)
-                for reason, n in batch.skipped.items():
-                    skipped[reason] = skipped.get(reason, 0) + n
-                for msg in batch.warnings:
-                    if shown_warnings < 20:
-                        print(f"warning: skipped sample: {msg}", file=sys.stderr)
-                    shown_warnings += 1
-                loss, sums, counts = train_step(batch)
-                meter.samples += batch.n_samples
-                meter.tokens += batch.n_tokens
-                step_loss += float(sums.sum())
-                meter.loss_sum += float(sums.sum())
-                meter.loss_count += int(counts.sum())
-                for g, s, c in zip(batch.groups, sums.tolist(), counts.tolist(), strict=True):
-                    if g:
-                        group_sums[group_names.index(g), 0] += s
-                        group_sums[group_names.index(g), 1] += c
-            step += 1
-            if nonfinite.observe(step_loss, train_step.grad_norm, engine.device):
-                nonfinite.stop_if_exceeded(step, engine)
-            if step % cfg.log_every == 0 or step == steps:
-                last = _log(
-                    step, engine, meter, group_sums, group_names, rank, metrics_path, writer, wandb_run
-                )
-                meter = Meter(started=time.perf_counter())
-                group_sums.zero_()
-            if progress is not None:
-                progress[0].update(
-                    progress[1],
-                    completed=step,
-                    description=f"train loss {last.get('loss', float('nan')):.4f}",
-                )
-            if step % cfg.save_every == 0 and step < steps:
-                _save(engine, checkpoints, ckpt_dir, step, cfg, rank, world)
-    finally:
-        if progress is not None:
-            progress[0].stop()
+    advance = (progress if rank == 0 else None) or no_progress
+    advance(step, total=steps, label="train")
+    while step < steps:
+        torch.manual_seed(step_seed(cfg.seed, step, rank))
+        step_loss = 0.0
+        for _ in range(cfg.grad_accum):
+            batch = next(batches)
+            skip_guard.add(batch)
+            for reason, n in batch.skipped.items():
+                skipped[reason] = skipped.get(reason, 0) + n
+            for msg in batch.warnings:
+                if shown_warnings < 20:
+                    print(f"warning: skipped sample: {msg}", file=sys.stderr)
+                shown_warnings += 1
+            loss, sums, counts = train_step(batch)
+            meter.samples += batch.n_samples
+            meter.tokens += batch.n_tokens
+            step_loss += float(sums.sum())
+            meter.loss_sum += float(sums.sum())
+            meter.loss_count += int(counts.sum())
+            for g, s, c in zip(batch.groups, sums.tolist(), counts.tolist(), strict=True):
+                if g:
+                    group_sums[group_names.index(g), 0] += s
+                    group_sums[group_names.index(g), 1] += c
+        step += 1
+        if nonfinite.observe(step_loss, train_step.grad_norm, engine.device):
+            nonfinite.stop_if_exceeded(step, engine)
+        if step % cfg.log_every == 0 or step == steps:
+            last = _log(step, engine, meter, group_sums, group_names, rank, metrics_path, writer, wandb_run)
+            meter = Meter(started=time.perf_counter())
+            group_sums.zero_()
+        advance(1, status=f"loss {last.get('loss', float('nan')):.4f}")
+        if step % cfg.save_every == 0 and step < steps:
+            _save(engine, checkpoints, ckpt_dir, step, cfg, rank, world)
     if skipped and rank == 0:
         print(f"warning: skipped {sum(skipped.values())} samples: {skipped}", file=sys.stderr)
     skip_guard.finish()
@@ -586,21 +580,6 @@ def train(mix_path: str | Path, config_path: str | Path, out: str | Path) -> dic
         (out / "summary.json").write_text(json.dumps(last, indent=2))
         run_lock.close()
     return last
-
-
-def _progress(rank: int, steps: int, done: int):
-    if rank != 0 or not sys.stderr.isatty():
-        return None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    p = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-    )
-    p.start()
-    return p, p.add_task("train", total=steps, completed=done)
 
 
 def _log(step, engine, meter: Meter, group_sums, groups, rank, metrics_path, writer, wandb_run) -> dict:
@@ -709,7 +688,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
     args = parser.parse_args(argv)
     try:
-        train(args.mix, args.config, args.out)
+        # The launcher's rank 0 draws the bar when someone watches a terminal.
+        from syphus.cli.ui import progress_bar
+
+        with progress_bar("train", enabled=sys.stderr.isatty() and os.environ.get("RANK", "0") == "0") as bar:
+            train(args.mix, args.config, args.out, bar)
     except SyphusError as e:
         if os.environ.get("SYPHUS_DEBUG"):
             raise

@@ -18,12 +18,12 @@ from curation.embed.models import load_embedder
 from curation.embed.pipeline import (
     EmbedStats,
     Undecodable,
-    _progress,
     image_batches,
     missing_items,
     text_batches,
 )
 from schemas.errors import SyphusError
+from schemas.progress import Progress, no_progress
 
 
 def is_distributed() -> bool:
@@ -40,7 +40,7 @@ def embed_distributed(
     workers: int = 2,
     device: str = "cpu",
     chunk: int = 1024,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> EmbedStats:
     import torch.distributed as dist
 
@@ -73,37 +73,36 @@ def embed_distributed(
         step = world * chunk
         done = 0
         undecodable = Undecodable()
-        with _progress(
-            progress and rank == 0, f"embed {kind}s ({embedder.name}, {world} ranks)", len(todo)
-        ) as advance:
-            for start in range(0, len(todo), step):
-                mine = todo[start : start + step][rank::world]
+        advance = (progress if rank == 0 else None) or no_progress
+        advance(0, total=len(todo), label=f"embed {kind}s ({embedder.name}, {world} ranks)")
+        for start in range(0, len(todo), step):
+            mine = todo[start : start + step][rank::world]
 
-                def work(mine=mine):
-                    bad = Undecodable()
-                    if kind == "image":
-                        batches = image_batches(
-                            embedder, mine, batch_size=batch_size, workers=workers, undecodable=bad
-                        )
-                    else:
-                        batches = text_batches(
-                            embedder, [k for k, _ in mine], [t for _, t in mine], batch_size=batch_size
-                        )
-                    keys, vecs = [], []
-                    for k, v in batches:
-                        keys.extend(k)
-                        vecs.append(v)
-                    return keys, (np.concatenate(vecs) if vecs else None), bad.count, bad.example
+            def work(mine=mine):
+                bad = Undecodable()
+                if kind == "image":
+                    batches = image_batches(
+                        embedder, mine, batch_size=batch_size, workers=workers, undecodable=bad
+                    )
+                else:
+                    batches = text_batches(
+                        embedder, [k for k, _ in mine], [t for _, t in mine], batch_size=batch_size
+                    )
+                keys, vecs = [], []
+                for k, v in batches:
+                    keys.extend(k)
+                    vecs.append(v)
+                return keys, (np.concatenate(vecs) if vecs else None), bad.count, bad.example
 
-                parts = _gather_results(work, dist)
-                if rank == 0:
-                    for keys, vecs, n_bad, example in parts:
-                        undecodable.count += n_bad
-                        undecodable.example = undecodable.example or example
-                        if keys:
-                            corpus.store_vectors(embedder.name, kind, keys, vecs, run_id)
-                            done += len(keys)
-                            advance(len(keys))
+            parts = _gather_results(work, dist)
+            if rank == 0:
+                for keys, vecs, n_bad, example in parts:
+                    undecodable.count += n_bad
+                    undecodable.example = undecodable.example or example
+                    if keys:
+                        corpus.store_vectors(embedder.name, kind, keys, vecs, run_id)
+                        done += len(keys)
+                        advance(len(keys))
         secs = time.perf_counter() - t0
         if run_id is not None:
             corpus.finish_run(

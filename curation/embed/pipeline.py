@@ -19,6 +19,7 @@ from curation.embed.models import DecodeAndTransform, Embedder
 from curation.queries import ImageItem
 from curation.store import open_shard
 from schemas.errors import SyphusError
+from schemas.progress import Progress, no_progress
 
 
 class ImageBytesDataset:
@@ -171,7 +172,7 @@ def embed_corpus(
     batch_size: int = 64,
     workers: int = 2,
     commit_every: int = 2048,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> EmbedStats:
     """Embed every image (or distinct instruction text) of the corpus not yet cached for this model."""
     if kind not in embedder.modalities:
@@ -203,15 +204,16 @@ def embed_corpus(
                 pend_keys.clear()
                 pend_vecs.clear()
 
-        with _progress(progress, f"embed {kind}s ({embedder.name})", len(todo)) as advance:
-            for keys, vecs in batches:
-                pend_keys.extend(keys)
-                pend_vecs.append(vecs)
-                done += len(keys)
-                advance(len(keys))
-                if len(pend_keys) >= commit_every:
-                    commit()
-            commit()
+        advance = progress or no_progress
+        advance(0, total=len(todo), label=f"embed {kind}s ({embedder.name})")
+        for keys, vecs in batches:
+            pend_keys.extend(keys)
+            pend_vecs.append(vecs)
+            done += len(keys)
+            advance(len(keys))
+            if len(pend_keys) >= commit_every:
+                commit()
+        commit()
         secs = time.perf_counter() - t0
         corpus.finish_run(
             run_id,
@@ -225,46 +227,3 @@ def embed_corpus(
     return EmbedStats(
         embedder.name, kind, total, total - len(todo), done, time.perf_counter() - t0, bad.count, bad.example
     )
-
-
-class _progress:
-    """A rich progress bar with rate and ETA (or nothing when disabled)."""
-
-    def __init__(self, enabled: bool, label: str, total: int):
-        self.enabled, self.label, self.total = enabled, label, total
-        self._p = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self._p = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self._p.start()
-        task = self._p.add_task(self.label, total=self.total, rate="")
-        t0 = time.perf_counter()
-        count = [0]
-
-        def advance(n: int) -> None:
-            count[0] += n
-            el = time.perf_counter() - t0
-            self._p.update(task, advance=n, rate=f"{count[0] / el:,.1f}/s" if el > 0 else "")
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self._p is not None:
-            self._p.stop()

@@ -12,17 +12,14 @@ import asyncio
 import hashlib
 import importlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
 from curation.store import DB_NAME, Corpus, InstructionRow
 from schemas.errors import SyphusError
+from schemas.progress import Progress, no_progress
 from syphus.engine.backends import ChatRequest, Completion
 from syphus.engine.keys import redact
 from syphus.engine.pricing import estimate_tokens, price_of
@@ -49,7 +46,6 @@ class GenerateOptions:
     max_tokens: int = 1024
     max_attempts: int = 6
     poll_interval: float = 30.0
-    progress: bool = True
     task_options: dict[str, Any] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
@@ -244,35 +240,6 @@ def _ingest_one(
     return Ingest(run_id, rows=rows)
 
 
-# -- progress ------------------------------------------------------------------------------------
-
-
-def make_progress(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} req/s"),
-        TextColumn("{task.fields[tps]:.0f} tok/s"),
-        TextColumn("${task.fields[cost]:.4f}"),
-        TextColumn("[red]{task.fields[errors]} err"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
-    )
-
-
-def summary_table(summary: dict[str, Any]) -> Table:
-    t = Table(title=f"syphus generate: {summary['status']}", show_header=False)
-    for k, v in summary.items():
-        if k in ("status", "last_errors", "notes"):
-            continue
-        t.add_row(k.replace("_", " "), f"{v:.6f}" if isinstance(v, float) and k == "cost_usd" else
-                  (f"{v:.2f}" if isinstance(v, float) else str(v)))  # fmt: skip
-    return t
-
-
 # -- generate ------------------------------------------------------------------------------------
 
 
@@ -346,14 +313,49 @@ class Plan:
         return self.loaded.lines() if self.loaded else []
 
 
-class Generation:
-    """One ``syphus generate`` run on an open corpus."""
+def make_plan(
+    reqs: list[ChatRequest],
+    shared: int,
+    log: RequestLog | None,
+    loaded: Loaded | None = None,
+    images: ImageCheck | None = None,
+) -> Plan:
+    """What to send: the requests the log has not finished (all of them without a log)."""
+    done = log.done_keys(r.key for r in reqs) if log is not None else set()
+    return Plan(reqs, shared, len(done), [r for r in reqs if r.key not in done], loaded, images)
 
-    def __init__(self, task: Task, corpus: Corpus, opts: GenerateOptions, console: Console):
+
+def open_backend(opts: GenerateOptions):
+    """The backend the options name, sized for their concurrency and timeout."""
+    from syphus.engine.backends import make_backend
+
+    return make_backend(opts.model, api_base=opts.api_base, concurrency=opts.concurrency,
+                        timeout=opts.timeout, backend=opts.backend)  # fmt: skip
+
+
+def scheduler_config(opts: GenerateOptions) -> SchedulerConfig:
+    return SchedulerConfig(
+        concurrency=opts.concurrency, rpm=opts.rpm, tpm=opts.tpm, timeout=opts.timeout,
+        max_attempts=opts.max_attempts, max_cost=opts.max_cost,
+    )  # fmt: skip
+
+
+def progress_status(s: Stats) -> str:
+    """The running figures of a generation, for a progress display."""
+    el = s.elapsed()
+    return (f"{(s.done + s.errors) / el:.1f} req/s {(s.prompt_tokens + s.completion_tokens) / el:.0f} tok/s "
+            f"${s.cost:.4f} {s.errors} err")  # fmt: skip
+
+
+class Generation:
+    """One ``syphus generate`` run on an open corpus; ``progress`` hears of every finished request."""
+
+    def __init__(self, task: Task, corpus: Corpus, opts: GenerateOptions, progress: Progress | None = None):
         self.task = task
         self.corpus = corpus
         self.opts = opts
-        self.console = console
+        self.progress = progress or no_progress
+        self._shown = 0  # finished requests already reported to progress
         self.log = RequestLog(corpus)
         self.price = price_of(opts.model, batch=opts.batch)
         self.stats = Stats()
@@ -361,8 +363,7 @@ class Generation:
         self.backend_name = "batch" if opts.batch else opts.backend
 
     def plan(self, reqs: list[ChatRequest], shared: int, loaded: Loaded | None = None) -> Plan:
-        done = self.log.done_keys(r.key for r in reqs)
-        return Plan(reqs, shared, len(done), [r for r in reqs if r.key not in done], loaded)
+        return make_plan(reqs, shared, self.log, loaded)
 
     def ingest_finished(self, reqs: list[ChatRequest]) -> int:
         """Pairs of replies already received but not stored for every annotation that asked: a
@@ -441,49 +442,41 @@ class Generation:
         self.stats.quarantined += len(ing.quarantine)
         self.log.record(rec, ing)
 
-    async def _tick(self, progress: Progress, pid) -> None:
+    def _report(self) -> None:
+        finished = self.stats.done + self.stats.errors
+        self.progress(finished - self._shown, status=progress_status(self.stats))
+        self._shown = finished
+
+    async def _tick(self) -> None:
         last_fold = time.monotonic()
         while True:
             await asyncio.sleep(0.25)
-            s = self.stats
-            el = s.elapsed()
-            progress.update(pid, completed=s.done + s.errors, rate=(s.done + s.errors) / el,
-                            tps=(s.prompt_tokens + s.completion_tokens) / el, cost=s.cost, errors=s.errors)  # fmt: skip
+            self._report()
             if time.monotonic() - last_fold >= 2.0:
                 self.log.fold()  # keep the database close to the journal; each fold is one transaction
                 last_fold = time.monotonic()
 
     async def _run_async(self, todo: list[ChatRequest]) -> tuple[str | None, BaseException | None]:
-        from syphus.engine.backends import make_backend
+        self.stats, self._shown = Stats(total=len(todo)), 0
+        self.progress(0, total=len(todo), label="generate")
+        ticker = asyncio.create_task(self._tick())
+        try:
+            if self.opts.batch:
+                from syphus.engine.batch import run_batch
 
-        self.stats = Stats(total=len(todo))
-        progress = make_progress(self.console, self.opts.progress)
-        with progress:
-            pid = progress.add_task("generate", total=len(todo), rate=0.0, tps=0.0, cost=0.0, errors=0)
-            ticker = asyncio.create_task(self._tick(progress, pid))
+                reason = await run_batch(self, todo)
+                return reason, None
+            backend = open_backend(self.opts)
+            self.backend_name = backend.name
+            sched = Scheduler(backend, scheduler_config(self.opts), self.price, self.on_outcome, self.stats)
             try:
-                if self.opts.batch:
-                    from syphus.engine.batch import run_batch
-
-                    reason = await run_batch(self, todo)
-                    return reason, None
-                backend = make_backend(self.opts.model, api_base=self.opts.api_base, concurrency=self.opts.concurrency,
-                                       timeout=self.opts.timeout, backend=self.opts.backend)  # fmt: skip
-                self.backend_name = backend.name
-                cfg = SchedulerConfig(
-                    concurrency=self.opts.concurrency, rpm=self.opts.rpm, tpm=self.opts.tpm, timeout=self.opts.timeout,
-                    max_attempts=self.opts.max_attempts, max_cost=self.opts.max_cost,
-                )  # fmt: skip
-                sched = Scheduler(backend, cfg, self.price, self.on_outcome, self.stats)
-                try:
-                    await sched.run(todo)
-                finally:
-                    await backend.aclose()
-                return sched.stop_reason, sched.fatal
+                await sched.run(todo)
             finally:
-                ticker.cancel()
-                s = self.stats
-                progress.update(pid, completed=s.done + s.errors)
+                await backend.aclose()
+            return sched.stop_reason, sched.fatal
+        finally:
+            ticker.cancel()
+            self._report()
 
     def run(self, plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
         self.run_id = self.corpus.start_run("generate", config)
@@ -555,8 +548,10 @@ def estimate(plan: Plan, opts: GenerateOptions, log: RequestLog | None) -> dict[
     }
 
 
-def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOptions, console: Console,
-             *, dry_run: bool = False) -> dict[str, Any]:  # fmt: skip
+def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOptions, *, dry_run: bool = False,
+             progress: Progress | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Run (or with ``dry_run`` estimate) one generation; returns its summary. ``warn`` hears,
+    before any request is sent, of image ids the corpus lacks."""
     loaded = load_annotations(task, paths, opts.limit)
     anns = loaded.annotations
     if not anns:
@@ -565,40 +560,37 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
             f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}{why}"
         )
     reqs, shared = build_requests(task, anns, opts.model, opts.params())
-    if dry_run:
-        if not (Path(corpus_dir) / DB_NAME).exists():
-            plan = Plan(reqs, shared, 0, reqs, loaded, check_images(anns, None))
-            _warn_images(plan, task, corpus_dir, console)
-            return estimate(plan, opts, None)
-        with Corpus(corpus_dir) as corpus:
+    if dry_run and not (Path(corpus_dir) / DB_NAME).exists():
+        plan = make_plan(reqs, shared, None, loaded, check_images(anns, None))
+        _warn_images(plan, task, corpus_dir, warn)
+        return estimate(plan, opts, None)
+    with Corpus(corpus_dir) as corpus:
+        if dry_run:
             log = RequestLog(corpus)
             try:
-                done = log.done_keys(r.key for r in reqs)
-                plan = Plan(reqs, shared, len(done), [r for r in reqs if r.key not in done], loaded)
-                plan.images = check_images(anns, corpus)
-                _warn_images(plan, task, corpus_dir, console)
+                plan = make_plan(reqs, shared, log, loaded, check_images(anns, corpus))
+                _warn_images(plan, task, corpus_dir, warn)
                 return estimate(plan, opts, log)
             finally:
                 log.close()
-    with Corpus(corpus_dir) as corpus:
-        gen = Generation(task, corpus, opts, console)
+        gen = Generation(task, corpus, opts, progress)
         plan = gen.plan(reqs, shared, loaded)
         plan.images = check_images(anns, corpus)
-        _warn_images(plan, task, corpus_dir, console)
+        _warn_images(plan, task, corpus_dir, warn)
         return gen.run(plan, _config_of(task, paths, opts))
 
 
-def _warn_images(plan: Plan, task: Task, corpus_dir: Path, console: Console) -> None:
+def _warn_images(plan: Plan, task: Task, corpus_dir: Path, warn: Callable[[str], None] | None) -> None:
     # said before the first request, so a wrong id pattern costs nothing
     msg = plan.images.warning(task, Path(corpus_dir)) if plan.images else None
-    if msg:
-        console.print(f"warning: {msg}", style="yellow", soft_wrap=True, markup=False, highlight=False)
+    if msg and warn is not None:
+        warn(msg)
 
 
 # -- reparse -------------------------------------------------------------------------------------
 
 
-def reparse(task: Task, paths: list[Path], corpus_dir: Path, console: Console) -> dict[str, Any]:
+def reparse(task: Task, paths: list[Path], corpus_dir: Path) -> dict[str, Any]:
     """Re-run the task's current parser over every stored reply to these annotations. No requests."""
     anns = {}
     same_prompt: dict[str, list[Annotation]] = {}  # annotations that shared one request
@@ -619,24 +611,7 @@ def reparse(task: Task, paths: list[Path], corpus_dir: Path, console: Console) -
             "SELECT count(*) FROM instructions WHERE task IN (SELECT unnest(?::VARCHAR[]))",
             [sorted({t for t, _ in anns})],
         ).fetchone()[0]
-        with corpus.transaction() as con:
-            keys = [r[0] for r, _ in matched]
-            con.execute(
-                "DELETE FROM instruction_images WHERE ins_id IN (SELECT id FROM instructions "
-                "WHERE json_extract_string(extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[])))",
-                [keys],
-            )
-            con.execute(
-                "DELETE FROM instructions WHERE json_extract_string(extra, '$.request_key') IN (SELECT unnest(?::VARCHAR[]))",
-                [keys],
-            )
-            con.execute(
-                "DELETE FROM quarantine WHERE stage = 'generate' AND source IN (SELECT unnest(?::VARCHAR[]))",
-                [keys],
-            )
-            con.execute(
-                "UPDATE requests SET ingested = FALSE WHERE key IN (SELECT unnest(?::VARCHAR[]))", [keys]
-            )
+        corpus.forget_parsed([r[0] for r, _ in matched])
         for (key, _t, _s, raw, finish), ann in matched:
             group = same_prompt[request_key("", task.messages(ann), {})]
             ing = make_ingest(task, ann, key, raw or "", finish, run_id, [a for a in group if a is not ann])
@@ -653,63 +628,48 @@ def reparse(task: Task, paths: list[Path], corpus_dir: Path, console: Console) -
 # -- preview -------------------------------------------------------------------------------------
 
 
-def preview(task: Task, paths: list[Path], n: int, opts: GenerateOptions, console: Console,
-            *, show_prompt: bool = True) -> list[dict[str, Any]]:  # fmt: skip
-    """Render the full prompt of the first annotation and run ``n`` of them, without a corpus."""
-    from rich.panel import Panel
+@dataclass
+class PreviewItem:
+    """One annotation of a preview: its pairs as parsed now, or why there are none."""
 
-    from syphus.engine.backends import make_backend
+    annotation: Annotation
+    pairs: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+    raw: str | None = None
 
+
+def preview_requests(task: Task, paths: list[Path], n: int, opts: GenerateOptions) -> list[ChatRequest]:
+    """The requests of the first ``n`` annotations (one per distinct prompt), for showing the prompt."""
     anns = load_annotations(task, paths, n).annotations
     if not anns:
         raise SyphusError(f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}")
-    reqs, _ = build_requests(task, anns, opts.model, opts.params())
-    if show_prompt:
-        text = "\n\n".join(f"[bold]{m['role']}[/bold]\n{m['content']}" for m in reqs[0].messages)
-        console.print(Panel(text, title=f"prompt for annotation {anns[0].id}", expand=False))
-    results: list[dict[str, Any]] = []
-    price = price_of(opts.model)
+    return build_requests(task, anns, opts.model, opts.params())[0]
+
+
+def preview(task: Task, reqs: list[ChatRequest], opts: GenerateOptions) -> list[PreviewItem]:
+    """Send the requests and parse each reply, without a corpus; items in the requests' order."""
+    results: dict[str, PreviewItem] = {}
 
     def on_outcome(o: Outcome) -> None:
         ann = o.req.ctx
-        entry: dict[str, Any] = {"annotation": ann.id, "pairs": [], "error": o.error, "raw": None}
+        item = PreviewItem(ann, error=o.error)
         if o.completion is not None:
-            entry["raw"] = o.completion.text
+            item.raw = o.completion.text
             ing = make_ingest(task, ann, o.req.key, o.completion.text, o.completion.finish_reason, "preview")
-            entry["pairs"] = [{"instruction": r.instruction, "answer": r.answer} for r in ing.rows]
+            item.pairs = [{"instruction": r.instruction, "answer": r.answer} for r in ing.rows]
             if ing.quarantine:
-                entry["error"] = ing.quarantine[0]["reason"]
-        results.append(entry)
+                item.error = ing.quarantine[0]["reason"]
+        results[o.req.key] = item
 
     async def go() -> None:
-        backend = make_backend(opts.model, api_base=opts.api_base, concurrency=opts.concurrency,
-                               timeout=opts.timeout, backend=opts.backend)  # fmt: skip
-        cfg = SchedulerConfig(
-            concurrency=opts.concurrency, timeout=opts.timeout, max_attempts=opts.max_attempts
-        )
+        backend = open_backend(opts)
         try:
-            await Scheduler(backend, cfg, price, on_outcome).run(reqs)
+            await Scheduler(backend, scheduler_config(opts), price_of(opts.model), on_outcome).run(reqs)
         finally:
             await backend.aclose()
 
     asyncio.run(go())
-    order = {a.id: i for i, a in enumerate(anns)}
-    results.sort(key=lambda e: order.get(e["annotation"], 0))
-    for e in results:
-        ann = anns[order[e["annotation"]]]
-        t = Table(title=f"annotation {ann.id}", show_lines=True, expand=True)
-        t.add_column("annotation", ratio=1)
-        t.add_column("parsed pairs", ratio=1)
-        left = ann.data.model_dump_json(indent=1) if hasattr(ann.data, "model_dump_json") else str(ann.data)
-        if e["pairs"]:
-            right = "\n\n".join(
-                f"[bold]Q:[/bold] {p['instruction']}\n[bold]A:[/bold] {p['answer']}" for p in e["pairs"]
-            )
-        else:
-            right = f"[red]{e['error']}[/red]\n\n{e['raw'] or ''}"
-        t.add_row(left[:4000], right)
-        console.print(t)
-    return results
+    return [results[r.key] for r in reqs if r.key in results]
 
 
 __all__ = ["GenerateOptions", "generate", "reparse", "preview", "resolve_task", "Completion", "DEFAULT_MODEL"]

@@ -9,16 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from curation.store import Corpus
+from schemas.progress import Progress
 from syphus.engine.pipeline import (
     GenerateOptions,
     Generation,
     build_requests,
     load_annotations,
     resolve_task,
-    summary_table,
 )
 from syphus.tasks.base import Task
 
@@ -34,7 +32,9 @@ def source_pairs(corpus: Corpus, keys: list[str]) -> list[Any]:
 
 
 def translate_run(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOptions, langs: list[str],
-                  console: Console) -> list[dict[str, Any]]:  # fmt: skip
+                  progress: Progress | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """One generation per language over the pairs these annotations produced; a summary each, in
+    the order of ``langs``."""
     anns = load_annotations(task, paths, opts.limit).annotations
     keys = [r.key for r in build_requests(task, anns, opts.model, opts.params())[0]]
     out = []
@@ -44,10 +44,9 @@ def translate_run(task: Task, paths: list[Path], corpus_dir: Path, opts: Generat
             tt = resolve_task("translate", lang=lang)
             tanns = list(tt.annotations_from_pairs(pairs, source_file=str(corpus_dir)))
             reqs, shared = build_requests(tt, tanns, opts.model, opts.params())
-            gen = Generation(tt, corpus, opts, console)
+            gen = Generation(tt, corpus, opts, progress)
             summary = gen.run(
                 gen.plan(reqs, shared), {"task": "translate", "lang": lang, "model": opts.model}
             )
-            console.print(summary_table({**summary, "status": f"translate {lang}: {summary['status']}"}))
             out.append(summary)
     return out

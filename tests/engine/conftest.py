@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from syphus.engine.pipeline import GenerateOptions, generate
 from syphus.testing.echo_task import EchoTask, write_notes
@@ -40,6 +39,6 @@ def run_generate():
 
 
 def _run_generate(srv: OpenAIServer, notes_path: Path, corpus: Path, *, task=None, dry_run=False, **kw):
-    opts = GenerateOptions(model=kw.pop("model", "test-model"), api_base=srv.base_url, progress=False,
+    opts = GenerateOptions(model=kw.pop("model", "test-model"), api_base=srv.base_url,
                            max_tokens=kw.pop("max_tokens", 64), **kw)  # fmt: skip
-    return generate(task or EchoTask(), [notes_path], corpus, opts, Console(quiet=True), dry_run=dry_run)
+    return generate(task or EchoTask(), [notes_path], corpus, opts, dry_run=dry_run)

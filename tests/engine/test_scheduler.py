@@ -172,9 +172,7 @@ def test_reparse_uses_stored_replies_only(serve, notes, tmp_path, run_generate):
     s = run_generate(srv, path, tmp_path / "c", task=StrictEcho())
     assert (s["pairs"], s["quarantined"]) == (0, 4)
     sent = srv.state.total
-    from rich.console import Console
-
-    r = reparse(EchoTask(), [path], tmp_path / "c", Console(quiet=True))
+    r = reparse(EchoTask(), [path], tmp_path / "c")
     assert (r["replies"], r["pairs"], r["quarantined"]) == (4, 8, 0)
     assert srv.state.total == sent
     assert rows(tmp_path / "c", "SELECT count(*) FROM quarantine") == [(0,)]

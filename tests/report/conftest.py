@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 from dataclasses import dataclass
@@ -201,7 +200,3 @@ def corpus(tmp_path) -> BuiltCorpus:
 @pytest.fixture
 def train_dir(tmp_path) -> Path:
     return write_training_dir(tmp_path / "train-out")
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

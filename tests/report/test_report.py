@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from curation.report import build_report
 from curation.store import Corpus
 from schemas.errors import SyphusError
 from syphus.cli import main
-from syphus.report import build_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"  # gitignored by tests/report/.gitignore

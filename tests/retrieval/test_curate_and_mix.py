@@ -62,9 +62,9 @@ def messy_corpus(tmp_path):
 
 def test_curate_flags_and_unflags(messy_corpus):
     c = messy_corpus
-    dry = curate(c, CurateConfig(near_dup=0.85, dry_run=True), progress=False)
+    dry = curate(c, CurateConfig(near_dup=0.85, dry_run=True))
     assert dry.run_id is None and c.con.execute("SELECT count(*) FROM instruction_flags").fetchone()[0] == 0
-    res = curate(c, CurateConfig(near_dup=0.85), progress=False)
+    res = curate(c, CurateConfig(near_dup=0.85))
     flags = {
         (i, f) for i, f in c.con.execute("SELECT ins_id, flag FROM instruction_flags WHERE active").fetchall()
     }
@@ -78,7 +78,7 @@ def test_curate_flags_and_unflags(messy_corpus):
     active = {r[0] for r in c.con.execute("SELECT id FROM active_instructions").fetchall()}
     assert active == {"a1", "a4", "a8"}
     # a rerun flags the same records (keep-first in id order), nothing more
-    curate(c, CurateConfig(near_dup=0.85), progress=False)
+    curate(c, CurateConfig(near_dup=0.85))
     assert c.con.execute("SELECT count(*) FROM instruction_flags WHERE active").fetchone()[0] == len(flags)
     # reversible: deactivate one kind, then one run's flags
     assert unflag(c, flag="banned") == 1

@@ -27,7 +27,7 @@ def test_torchrun_two_ranks_equals_one_process(tmp_path):
     shutil.copytree(tmp_path / "one", tmp_path / "two")
 
     with Corpus(tmp_path / "one", create=False) as c:
-        embed_corpus(c, load_embedder("effnet:lite0"), "image", batch_size=3, workers=0, progress=False)
+        embed_corpus(c, load_embedder("effnet:lite0"), "image", batch_size=3, workers=0)
         keys1, v1 = c.load_vectors("effnet:lite0", "image")
 
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")

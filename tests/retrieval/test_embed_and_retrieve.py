@@ -20,16 +20,16 @@ def effnet():
 
 def test_embedding_cache_is_reused_and_keyed_by_content(shapes_corpus, effnet):
     c = shapes_corpus
-    first = embed_corpus(c, effnet, "image", batch_size=4, workers=1, progress=False)
+    first = embed_corpus(c, effnet, "image", batch_size=4, workers=1)
     # seven ids, six distinct byte strings: the copy shares its vector
     assert (first.total, first.embedded, first.cached) == (6, 6, 0)
-    again = embed_corpus(c, effnet, "image", batch_size=4, workers=1, progress=False)
+    again = embed_corpus(c, effnet, "image", batch_size=4, workers=1)
     assert (again.embedded, again.cached) == (0, 6)
     run = c.start_run("test more")
     with c.image_writer(run) as w:
         w.add("img_new", draw("black", "circle", offset=10))
     c.finish_run(run)
-    third = embed_corpus(c, effnet, "image", batch_size=4, workers=0, progress=False)
+    third = embed_corpus(c, effnet, "image", batch_size=4, workers=0)
     assert (third.embedded, third.cached) == (1, 6)
     keys, vecs = c.load_vectors(effnet.name, "image")
     assert vecs.shape == (7, 1280)
@@ -59,7 +59,7 @@ def _context(c, run_id):
 def test_identical_images_retrieve_each_other_first(shapes_corpus):
     c = shapes_corpus
     cfg = ContextConfig(policy="i2i", k=3, near_dup=None, seed=1)
-    res = assign_context_sets(c, cfg, workers=1, progress=False)
+    res = assign_context_sets(c, cfg, workers=1)
     ctx = _context(c, res.run_id)
     for q in ("img0_q1", "img0_q2"):
         top_two = {r for r, _ in ctx[q][:2]}
@@ -75,7 +75,7 @@ def test_identical_images_retrieve_each_other_first(shapes_corpus):
 
 def test_exclusions_hold(shapes_corpus):
     c = shapes_corpus
-    res = assign_context_sets(c, ContextConfig(policy="i2i", k=4, near_dup=0.99), workers=1, progress=False)
+    res = assign_context_sets(c, ContextConfig(policy="i2i", k=4, near_dup=0.99), workers=1)
     ctx = _context(c, res.run_id)
     images = dict(c.con.execute("SELECT ins_id, image_id FROM instruction_images").fetchall())
     for q, rel in ctx.items():
@@ -87,7 +87,7 @@ def test_exclusions_hold(shapes_corpus):
         if q.startswith("img0_") or q.startswith("img0_copy_"):
             assert not any(r.startswith("img0") for r, _ in rel)
     # same-task restriction
-    res2 = assign_context_sets(c, ContextConfig(policy="t2t", k=3, same_task=True), progress=False)
+    res2 = assign_context_sets(c, ContextConfig(policy="t2t", k=3, same_task=True))
     tasks = dict(c.con.execute("SELECT id, task FROM instructions").fetchall())
     for q, rel in _context(c, res2.run_id).items():
         assert all(tasks[r] == tasks[q] for r, _ in rel)
@@ -97,8 +97,8 @@ def test_exclusions_hold(shapes_corpus):
 def test_retrieval_is_deterministic_for_a_seed(shapes_corpus):
     c = shapes_corpus
     cfg = ContextConfig(policy="mixed", k=3, image_weight=0.7, seed=5)
-    a = _context(c, assign_context_sets(c, cfg, workers=1, progress=False).run_id)
-    b = _context(c, assign_context_sets(c, cfg, workers=1, progress=False).run_id)
+    a = _context(c, assign_context_sets(c, cfg, workers=1).run_id)
+    b = _context(c, assign_context_sets(c, cfg, workers=1).run_id)
     assert a == b
 
 
@@ -115,11 +115,11 @@ def test_t2t_relates_similar_instructions(tmp_path):
     }
     rows = [InstructionRow(id=k, task="T", instruction=v, answer="ok") for k, v in texts.items()]
     c = make_corpus(tmp_path / "c", {}, rows)
-    res = assign_context_sets(c, ContextConfig(policy="t2t", k=1, near_dup=None), progress=False)
+    res = assign_context_sets(c, ContextConfig(policy="t2t", k=1, near_dup=None))
     top = {q: rel[0][0] for q, rel in _context(c, res.run_id).items()}
     assert top == {"a1": "a2", "a2": "a1", "b1": "b2", "b2": "b1", "c1": "c2", "c2": "c1"}
     with pytest.raises(SyphusError, match="no instruction has images"):
-        assign_context_sets(c, ContextConfig(policy="i2i", k=1), progress=False)
+        assign_context_sets(c, ContextConfig(policy="i2i", k=1))
     c.close()
 
 
@@ -137,9 +137,9 @@ def test_bad_inputs_write_nothing(shapes_corpus, tmp_path, monkeypatch):
     with pytest.raises(SyphusError, match="no sentence-transformers folder"):
         load_embedder(f"st:{tmp_path / 'nope'}")
     with pytest.raises(SyphusError, match="larger than the 13 candidates"):
-        assign_context_sets(c, ContextConfig(policy="t2t", k=20), progress=False)
+        assign_context_sets(c, ContextConfig(policy="t2t", k=20))
     with pytest.raises(SyphusError, match="unknown policy"):
-        assign_context_sets(c, ContextConfig(policy="x2x"), progress=False)
+        assign_context_sets(c, ContextConfig(policy="x2x"))
     assert c.con.execute("SELECT count(*) FROM context_sets").fetchone()[0] == 0
     # the t2t attempt embedded texts (a finished, reusable step) but wrote no retrieve run
     assert c.con.execute("SELECT count(*) FROM runs WHERE command LIKE 'retrieve%'").fetchone()[0] == 0
@@ -155,7 +155,7 @@ def test_open_clip_local_checkpoint_and_random_weights(tmp_path, shapes_corpus):
     torch.save(model.state_dict(), ckpt)
     emb = load_embedder(f"open_clip:RN50:{ckpt}")
     assert emb.name == f"open_clip:RN50:{ckpt.resolve()}"
-    stats = embed_corpus(shapes_corpus, emb, "image", batch_size=8, workers=0, progress=False)
+    stats = embed_corpus(shapes_corpus, emb, "image", batch_size=8, workers=0)
     assert stats.embedded == 6
     t = emb.encode_texts(["a red circle", "a blue square"])
     assert t.shape == (2, emb.dim)

@@ -84,8 +84,7 @@ def run_syphus(*args) -> tuple[int, str, str]:
     (exit code, stdout, stderr); faster than a subprocess for the many small calls of a test."""
     import contextlib
 
-    from syphus import ui
-    from syphus.cli import main
+    from syphus.cli import main, ui
 
     out, err = io.StringIO(), io.StringIO()
     rc = 0

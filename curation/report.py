@@ -13,7 +13,6 @@ command recorded, so it is read leniently.
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import html
 import io
 import json
@@ -23,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curation.store import Corpus
+from curation.store import Corpus, now
 from schemas.errors import SyphusError
+from schemas.progress import Progress
 
 THUMB_PX = 160
 SMALL_THUMB_PX = 72
@@ -543,7 +543,7 @@ def build_report(
     train_dir: str | Path | None = None,
     samples_per_task: int = 8,
     quarantine_limit: int = 100,
-    progress=None,
+    progress: Progress | None = None,
 ) -> ReportSummary:
     """Write the report for ``corpus_dir`` to ``out`` and return what it shows.
 
@@ -591,7 +591,7 @@ def build_report(
             t_html = f'<h2 id="training">Training</h2>{training_html(training, reader, samples_per_task * 2)}'
         n_images, n_ins = corpus.table_size("images"), corpus.table_size("instructions")
     scope = f"run {esc(run_id)}" if run_id else "all runs"
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = now().strftime("%Y-%m-%d %H:%M UTC")
     toc += ['<a href="#quarantine">quarantine</a>', '<a href="#runs">runs</a>']
     if training is not None:
         toc.append('<a href="#training">training</a>')
@@ -601,7 +601,7 @@ def build_report(
         f"<title>Syphus report: {esc(Path(corpus_dir).name)}</title><style>{CSS}</style></head>"
         f'<body data-samples="{summary.samples}">'
         f"<header><h1>Syphus report</h1><p>Corpus {esc(Path(corpus_dir).resolve())} &middot; {scope} &middot; "
-        f"{n_ins:,} instructions, {n_images:,} images &middot; written {now}</p><nav>{''.join(toc)}</nav></header>"
+        f"{n_ins:,} instructions, {n_images:,} images &middot; written {stamp}</p><nav>{''.join(toc)}</nav></header>"
         f"<main>{''.join(sections)}"
         f'<h2 id="quarantine">Quarantined outputs</h2>{q_html}'
         f'<h2 id="runs">Runs</h2>{r_html}{t_html}</main>'

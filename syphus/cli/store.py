@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from syphus.cli.options import CORPUS
+
 import_app = typer.Typer(
     help="Bring data into a corpus: original MIMIC-IT files, or plain image files.", no_args_is_help=True
 )
@@ -13,7 +15,6 @@ export_app = typer.Typer(
     help="Write a corpus out: MIMIC-IT files, or training shards for 'syphus train'.", no_args_is_help=True
 )
 
-CORPUS = typer.Option(..., "--corpus", "-c", help="Corpus directory (holds corpus.duckdb and images/).")
 SKIP_BAD = typer.Option(
     False, "--skip-bad", help="Quarantine bad records and go on (counted in the summary) instead of stopping."
 )
@@ -63,7 +64,7 @@ def import_mimicit_cmd(
 
     from curation.mimicit_io import import_mimicit
     from curation.store import Corpus
-    from syphus.ui import progress_bar, summary_table
+    from syphus.cli.ui import progress_bar, summary_table
 
     t0 = time.perf_counter()
     with Corpus(corpus) as c, progress_bar("importing images", None, bytes_rate=True) as adv:
@@ -118,7 +119,7 @@ def import_images_cmd(
     """Ingest image files as they are (original bytes, never re-encoded; identical bytes stored once)."""
     from curation.mimicit_io import import_image_files, iter_image_paths
     from curation.store import Corpus
-    from syphus.ui import progress_bar, summary_table
+    from syphus.cli.ui import progress_bar, summary_table
 
     files = iter_image_paths(source)
     with Corpus(corpus) as c, progress_bar("importing images", len(files), bytes_rate=True) as adv:
@@ -163,7 +164,7 @@ def export_mimicit_cmd(
     of another task's file are dropped and counted, unless --merge puts all tasks in one file."""
     from curation.mimicit_io import export_mimicit
     from curation.store import Corpus
-    from syphus.ui import progress_bar, summary_table
+    from syphus.cli.ui import progress_bar, summary_table
 
     with Corpus(corpus, create=False) as c, progress_bar("exporting images", None, bytes_rate=True) as adv:
         r = export_mimicit(
@@ -199,7 +200,7 @@ def export_shards_cmd(
     they use) and a manifest.json: what 'syphus train' reads."""
     from curation.shards_export import export_shards
     from curation.store import Corpus
-    from syphus.ui import progress_bar, summary_table
+    from syphus.cli.ui import progress_bar, summary_table
 
     with Corpus(corpus, create=False) as c:
         total = c.count_active()
@@ -229,7 +230,7 @@ def export_shards_cmd(
 def stats_cmd(corpus: Path = CORPUS) -> None:
     """Counts per task and language, images, and dangling references."""
     from curation.store import Corpus
-    from syphus.ui import summary_table
+    from syphus.cli.ui import summary_table
 
     with Corpus(corpus, create=False, read_only=True) as c:
         s = c.stats()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from syphus.cli.options import CORPUS
+
 DEFAULT_MODEL = "local/smollm2-135m"  # same as syphus.engine.pipeline.DEFAULT_MODEL, kept import-free
 
 EXIT_BUDGET = 3  # --max-cost stopped the run
@@ -45,7 +47,7 @@ def _task_options(values: list[str]) -> dict:
 def generate(
     task: str = typer.Option(..., "--task", help=TASK_HELP),
     annotations: list[Path] = typer.Option(..., "--annotations", help=ANN_HELP),
-    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory (created if missing)."),
+    corpus: Path = CORPUS,
     model: str = typer.Option(
         DEFAULT_MODEL,
         "--model",
@@ -109,41 +111,36 @@ def generate(
     Exit status: 0 done; 1 an error (one line); 3 --max-cost stopped the run; 4 finished, but
     some requests failed after --max-attempts (rerun the same command to retry only those).
     """
-    from rich.console import Console
-
+    from syphus.cli.ui import console, progress_bar
     from syphus.engine.pipeline import generate as run_generate
-    from syphus.engine.pipeline import resolve_task, summary_table
+    from syphus.engine.pipeline import resolve_task
 
-    console = Console(stderr=True)
     opts = _options(
         model=model, api_base=api_base, backend=backend, batch=batch, concurrency=concurrency, rpm=rpm, tpm=tpm,
         timeout=timeout, max_cost=max_cost, limit=limit, temperature=temperature, max_tokens=max_tokens,
-        max_attempts=max_attempts, poll_interval=poll_interval, progress=progress,
+        max_attempts=max_attempts, poll_interval=poll_interval,
     )  # fmt: skip
     t = resolve_task(task, **_task_options(task_option))
-    summary = run_generate(t, annotations, corpus, opts, console, dry_run=dry_run)
+    with progress_bar("generate", enabled=progress and not dry_run) as bar:
+        summary = run_generate(t, annotations, corpus, opts, dry_run=dry_run, progress=bar, warn=_warn)
     if dry_run:
-        from rich.table import Table
-
-        table = Table(title="syphus generate --dry-run (nothing sent)", show_header=False)
-        for k, v in summary.items():
-            if k != "notes":
-                table.add_row(k.replace("_", " "), f"{v:.6f}" if isinstance(v, float) else str(v))
-        Console().print(table)
-        _print_notes(console, summary)
+        _summary_table("syphus generate --dry-run (nothing sent)", summary)
+        _print_notes(summary)
         if not summary["price_known"]:
             console.print(f"[yellow]no price for '{model}' in litellm's table: costs shown as 0[/yellow]")
         return
-    Console().print(summary_table(summary))
-    _print_notes(console, summary)
+    _summary_table(f"syphus generate: {summary['status']}", summary)
+    _print_notes(summary)
     if summary["last_errors"]:
         console.print("[red]last errors:[/red] " + " | ".join(summary["last_errors"][-3:]))
     if translate_to and summary["status"] in ("done", "done_with_errors"):
         from syphus.engine.translate import translate_run
 
-        translate_run(
-            t, annotations, corpus, opts, [x.strip() for x in translate_to.split(",") if x.strip()], console
-        )
+        langs = [x.strip() for x in translate_to.split(",") if x.strip()]
+        with progress_bar("translate", enabled=progress) as bar:
+            done = translate_run(t, annotations, corpus, opts, langs, bar)
+        for lang, s in zip(langs, done, strict=True):
+            _summary_table(f"syphus generate: translate {lang}: {s['status']}", s)
     if summary["status"] == "budget":
         console.print(
             f"[yellow]stopped: --max-cost {max_cost} reached; rerun with a higher budget to continue[/yellow]"
@@ -157,8 +154,29 @@ def generate(
         raise SystemExit(EXIT_FAILED_REQUESTS)
 
 
-def _print_notes(console, summary: dict) -> None:
+def _summary_table(title: str, summary: dict) -> None:
+    """A run's figures, one row each (costs to the micro-dollar, other floats to two places)."""
+    from syphus.cli.ui import summary_table
+
+    rows = [
+        (k.replace("_", " "), f"{v:.6f}" if isinstance(v, float) and "cost" in k else
+         (f"{v:.2f}" if isinstance(v, float) else str(v)))
+        for k, v in summary.items()
+        if k not in ("status", "last_errors", "notes")
+    ]  # fmt: skip
+    summary_table(title, rows)
+
+
+def _warn(message: str) -> None:
+    from syphus.cli.ui import console
+
+    console.print(f"warning: {message}", style="yellow", soft_wrap=True, markup=False, highlight=False)
+
+
+def _print_notes(summary: dict) -> None:
     """Records that did not become annotations of their own: how many, why, the first of them."""
+    from syphus.cli.ui import console
+
     for line in summary.get("notes") or []:
         console.print(line, style="yellow", soft_wrap=True, markup=False, highlight=False)
 
@@ -181,20 +199,39 @@ def preview(
 
     Nothing is written to a corpus: this is the loop for tuning a task's in-context examples.
     """
-    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
 
+    from syphus.cli.ui import out
     from syphus.engine.pipeline import preview as run_preview
-    from syphus.engine.pipeline import resolve_task
+    from syphus.engine.pipeline import preview_requests, resolve_task
 
     opts = _options(model=model, api_base=api_base, backend=backend, temperature=temperature,
                     max_tokens=max_tokens, timeout=timeout, concurrency=min(n, 8), max_attempts=3)  # fmt: skip
-    run_preview(resolve_task(task, **_task_options(task_option)), annotations, n, opts, Console())
+    t = resolve_task(task, **_task_options(task_option))
+    reqs = preview_requests(t, annotations, n, opts)
+    text = "\n\n".join(f"[bold]{m['role']}[/bold]\n{m['content']}" for m in reqs[0].messages)
+    out.print(Panel(text, title=f"prompt for annotation {reqs[0].ctx.id}", expand=False))
+    for item in run_preview(t, reqs, opts):
+        ann = item.annotation
+        table = Table(title=f"annotation {ann.id}", show_lines=True, expand=True)
+        table.add_column("annotation", ratio=1)
+        table.add_column("parsed pairs", ratio=1)
+        left = ann.data.model_dump_json(indent=1) if hasattr(ann.data, "model_dump_json") else str(ann.data)
+        if item.pairs:
+            right = "\n\n".join(
+                f"[bold]Q:[/bold] {p['instruction']}\n[bold]A:[/bold] {p['answer']}" for p in item.pairs
+            )
+        else:
+            right = f"[red]{item.error}[/red]\n\n{item.raw or ''}"
+        table.add_row(left[:4000], right)
+        out.print(table)
 
 
 def reparse(
     task: str = typer.Option(..., "--task", help=TASK_HELP),
     annotations: list[Path] = typer.Option(..., "--annotations", help=ANN_HELP),
-    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory holding the stored replies."),
+    corpus: Path = CORPUS,
     task_option: list[str] = typer.Option(
         [], "--task-option", help="NAME=VALUE option passed to the task (repeatable)."
     ),
@@ -203,19 +240,12 @@ def reparse(
 
     Pairs and quarantine entries of those replies are replaced by what the parser says now.
     """
-    from rich.console import Console
-    from rich.table import Table
-
+    from syphus.cli.ui import summary_table
     from syphus.engine.pipeline import reparse as run_reparse
     from syphus.engine.pipeline import resolve_task
 
-    summary = run_reparse(
-        resolve_task(task, **_task_options(task_option)), annotations, corpus, Console(stderr=True)
-    )
-    table = Table(title="syphus reparse", show_header=False)
-    for k, v in summary.items():
-        table.add_row(k.replace("_", " "), str(v))
-    Console().print(table)
+    summary = run_reparse(resolve_task(task, **_task_options(task_option)), annotations, corpus)
+    summary_table("syphus reparse", [(k.replace("_", " "), v) for k, v in summary.items()])
 
 
 def register(app: typer.Typer) -> None:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import typer
 
+from syphus.cli.options import CORPUS
+
 
 def report(
-    corpus: Path = typer.Option(..., "--corpus", help="Corpus folder (holds corpus.duckdb and images/)."),
+    corpus: Path = CORPUS,
     out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write (self-contained)."),
     run: str | None = typer.Option(
         None,
@@ -26,8 +28,8 @@ def report(
     """Write one self-contained HTML page showing a corpus: per task, samples with thumbnails, their
     annotation, generated pairs and in-context examples; quarantined outputs; per-run counts,
     tokens, cost and req/s; and a training run's loss curve and eval samples."""
-    from syphus.report import build_report
-    from syphus.ui import console, progress_bar
+    from curation.report import build_report
+    from syphus.cli.ui import console, progress_bar
 
     with progress_bar("report", None) as advance:
         s = build_report(

@@ -1,7 +1,9 @@
-"""The ``syphus`` command line.
+"""The ``syphus`` command line: one module per stage (``store``, ``generate``, ``retrieve``,
+``train``, ``report``, ``demo``), each with a ``register(app)`` that adds its commands.
 
-Each stage registers its commands from a small module that imports its heavy dependencies
-(torch, duckdb, litellm) only inside the command bodies, so ``syphus --help`` stays fast.
+The command modules import their heavy dependencies (torch, duckdb, litellm) only inside the
+command bodies, so ``syphus --help`` stays fast. Rendering (progress bars, tables) lives in
+``syphus.cli.ui``; the stages below return data and take a progress callback.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from syphus import cli_demo, cli_generate, cli_report, cli_retrieve, cli_store, cli_train
+    from syphus.cli import demo, generate, report, retrieve, store, train
 
-    for mod in (cli_store, cli_generate, cli_retrieve, cli_train, cli_report, cli_demo):
+    for mod in (store, generate, retrieve, train, report, demo):
         mod.register(app)
 
 
@@ -94,7 +96,3 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

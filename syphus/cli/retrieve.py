@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from curation.embed import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
+from syphus.cli.options import CORPUS_ARGUMENT, CORPUS_OPTIONAL, resolve_corpus
 
 
 def _quiet_threads() -> None:
@@ -17,19 +18,6 @@ def _quiet_threads() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _corpus(argument: Path | None, option: Path | None) -> Path:
-    """The corpus directory, given either as the argument or with ``--corpus`` (as ``generate``
-    and the store commands take it), not both."""
-    from schemas.errors import SyphusError
-
-    if argument is not None and option is not None and argument != option:
-        raise SyphusError(f"two corpora given ({argument} and --corpus {option}): give it once")
-    path = argument or option
-    if path is None:
-        raise SyphusError("no corpus given: pass its directory as the argument or with --corpus")
-    return path
-
-
 def _open(path: Path):
     from curation.store import Corpus
 
@@ -37,12 +25,8 @@ def _open(path: Path):
 
 
 def embed(
-    corpus: Path | None = typer.Argument(
-        None, help="Corpus directory (or give it with --corpus).", show_default=False
-    ),
-    corpus_option: Path | None = typer.Option(
-        None, "--corpus", help="Corpus directory, as for the other commands."
-    ),
+    corpus: Path | None = CORPUS_ARGUMENT,
+    corpus_option: Path | None = CORPUS_OPTIONAL,
     kind: str = typer.Option(
         "image", "--kind", help="What to embed: 'image' (every distinct image) or 'text' (instructions)."
     ),
@@ -69,7 +53,7 @@ def embed(
     Under `torchrun --nproc_per_node N syphus embed ...` every rank embeds its shard of the items
     (gloo on CPU, nccl on GPU) and rank 0 merges the results into the corpus.
     """
-    corpus = _corpus(corpus, corpus_option)
+    corpus = resolve_corpus(corpus, corpus_option)
     _quiet_threads()
     from rich.console import Console
 
@@ -79,20 +63,23 @@ def embed(
         raise SyphusError(f"--kind must be 'image' or 'text' (got '{kind}')")
     spec = model or (DEFAULT_IMAGE_MODEL if kind == "image" else DEFAULT_TEXT_MODEL)
     from curation.embed.distributed import embed_distributed, is_distributed
+    from syphus.cli.ui import progress_bar
 
     if is_distributed():
-        stats = embed_distributed(
-            str(corpus), spec, kind, batch_size=batch_size, workers=workers, device=device, chunk=chunk
-        )
+        with progress_bar("embed", enabled=int(os.environ.get("RANK", "0")) == 0) as bar:
+            stats = embed_distributed(
+                str(corpus), spec, kind, batch_size=batch_size, workers=workers, device=device, chunk=chunk,
+                progress=bar,
+            )  # fmt: skip
         if int(os.environ.get("RANK", "0")) != 0:
             return
     else:
         from curation.embed.models import load_embedder
         from curation.embed.pipeline import embed_corpus
 
-        with _open(corpus) as c:
+        with _open(corpus) as c, progress_bar("embed") as bar:
             emb = load_embedder(spec, device=device)
-            stats = embed_corpus(c, emb, kind, batch_size=batch_size, workers=workers)
+            stats = embed_corpus(c, emb, kind, batch_size=batch_size, workers=workers, progress=bar)
     Console().print(
         f"embedded {stats.embedded} {kind}s with {stats.model} ({stats.cached} already cached, {stats.total} in corpus)"
         f" in {stats.seconds:.1f}s" + (f", {stats.per_second:.1f}/s" if stats.embedded else "")
@@ -104,12 +91,8 @@ def embed(
 
 
 def retrieve(
-    corpus: Path | None = typer.Argument(
-        None, help="Corpus directory (or give it with --corpus).", show_default=False
-    ),
-    corpus_option: Path | None = typer.Option(
-        None, "--corpus", help="Corpus directory, as for the other commands."
-    ),
+    corpus: Path | None = CORPUS_ARGUMENT,
+    corpus_option: Path | None = CORPUS_OPTIONAL,
     policy: str = typer.Option(
         "t2t", "--policy", help="i2i (image similarity), t2t (instruction similarity) or mixed."
     ),
@@ -150,7 +133,7 @@ def retrieve(
     device: str = typer.Option("cpu", "--device", help="Torch device for embedding."),
 ) -> None:
     """Give every instruction its k most related instructions (MIMIC-IT rel_ins_ids) as a new context-set run."""
-    corpus = _corpus(corpus, corpus_option)
+    corpus = resolve_corpus(corpus, corpus_option)
     _quiet_threads()
     from rich.console import Console
     from rich.table import Table
@@ -172,8 +155,10 @@ def retrieve(
         target_recall=target_recall,
         recall_sample=recall_sample,
     )
-    with _open(corpus) as c:
-        res = assign_context_sets(c, cfg, batch_size=batch_size, workers=workers, device=device)
+    from syphus.cli.ui import progress_bar
+
+    with _open(corpus) as c, progress_bar("retrieve") as bar:
+        res = assign_context_sets(c, cfg, batch_size=batch_size, workers=workers, device=device, progress=bar)
     t = Table(title=f"retrieve {policy} k={k}  run {res.run_id}")
     for col in ("group", "items", "index", "params", "threads", "recall@k", "search s"):
         t.add_column(col)
@@ -203,12 +188,8 @@ def retrieve(
 
 
 def curate_cmd(
-    corpus: Path | None = typer.Argument(
-        None, help="Corpus directory (or give it with --corpus).", show_default=False
-    ),
-    corpus_option: Path | None = typer.Option(
-        None, "--corpus", help="Corpus directory, as for the other commands."
-    ),
+    corpus: Path | None = CORPUS_ARGUMENT,
+    corpus_option: Path | None = CORPUS_OPTIONAL,
     near_dup: float = typer.Option(
         0.95,
         "--near-dup",
@@ -241,13 +222,14 @@ def curate_cmd(
     device: str = typer.Option("cpu", "--device", help="Torch device for embedding."),
 ) -> None:
     """Flag (never delete) duplicates, near-duplicates, bad lengths, banned phrases and wrong-language texts."""
-    corpus = _corpus(corpus, corpus_option)
+    corpus = resolve_corpus(corpus, corpus_option)
     _quiet_threads()
     from rich.console import Console
     from rich.table import Table
 
     from curation import curate as cur
     from schemas.errors import SyphusError
+    from syphus.cli.ui import progress_bar
 
     con = Console()
     with _open(corpus) as c:
@@ -273,7 +255,8 @@ def curate_cmd(
             check_lang=not no_lang_check,
             dry_run=dry_run,
         )
-        res = cur.curate(c, cfg, device=device)
+        with progress_bar("curate") as bar:
+            res = cur.curate(c, cfg, device=device, progress=bar)
     t = Table(title=f"curate {'(dry run) ' if dry_run else ''}{res.total} instructions")
     t.add_column("flag")
     t.add_column("instructions", justify="right")
