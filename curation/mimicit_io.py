@@ -98,6 +98,8 @@ def read_train_config(path: Path) -> dict[str, list[str]]:
     for k, v in doc.items():
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise SyphusError(f"{path}: entry '{k}': expected a list of instruction ids")
+        for x in (k, *v):  # an id no instructions file may hold can never resolve
+            check_name(x, what=f"{path}: entry {k[:80]!r}: instruction id")
     return doc
 
 
@@ -367,6 +369,8 @@ def _import_records(
         try:
             check_name(ins_id, what=f"{path}: instruction id")
             check_name(rec_task, what=f"{path}: record '{ins_id}': task")
+            for r in rec.rel_ins_ids:  # an id no file may hold can never resolve
+                check_name(r, what=f"{path}: record '{ins_id}': rel_ins_ids entry")
         except SyphusError as e:
             bad(str(e), "invalid id or task", ins_id, rec.model_dump_json())
             continue
