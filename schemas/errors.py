@@ -44,3 +44,5 @@ def read_yaml(path) -> object:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(e, "problem", None)
         raise SyphusError(f"{path}: {where}malformed YAML" + (f" ({problem})" if problem else "")) from e
+    except ValueError as e:  # a value the YAML constructors refuse, e.g. an integer of 10 M digits
+        raise SyphusError(f"{path}: unreadable YAML value ({str(e)[:200]})") from e
