@@ -99,7 +99,13 @@ def _shard_rows(path: Path, ds: MixDataset, where: str) -> tuple[int, list[list[
         part = path / sf.instructions
         if not part.is_file():
             raise SyphusError(f"{man_path}: shard file {sf.instructions} is missing")
-        t = pq.read_table(part, columns=["id", "task", "lang"])
+        try:
+            t = pq.read_table(part, columns=["id", "task", "lang"])
+        except (OSError, ValueError) as e:  # pyarrow's errors for a damaged or foreign file
+            reason = str(e).splitlines()[0].replace(f"'{part}'", "").strip()
+            raise SyphusError(
+                f"{part}: cannot read shard part ({reason[:200]}); export the shards again"
+            ) from e
         ok = np.ones(t.num_rows, bool)
         if ds.tasks:
             ok &= np.isin(np.array(t.column("task").to_pylist(), dtype=object), ds.tasks)
