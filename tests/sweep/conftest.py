@@ -43,9 +43,13 @@ def copy_real(fmt: str, name: str, dest: Path) -> Path:
     return Path(shutil.copy(REAL / fmt / name, dest / name))
 
 
+SLOW_KINDS = ("huge yaml",)  # PyYAML's pure-Python scanner takes ~12 s over a 10 MB line
+
+
 def cases(gen) -> list:
-    """``pytest.param``s named by their first field (the kind of bad input)."""
-    return [pytest.param(*c, id=c[0]) for c in gen]
+    """``pytest.param``s named by their first field (the kind of bad input); the few heavy
+    kinds are marked slow."""
+    return [pytest.param(*c, id=c[0], marks=[pytest.mark.slow] if c[0] in SLOW_KINDS else []) for c in gen]
 
 
 def refused(corpus_dir: Path | None, name: str, *argv, warnings: tuple[str, ...] = ()) -> str:

@@ -221,7 +221,7 @@ def _custom_task_cases():
         good.replace("name: RECIPE", "name: !!python/object/apply:os.system ['true']").encode(),
     )
     yield "slash name", good.replace("name: RECIPE", "name: ../RECIPE").encode()
-    yield "huge line", b"name: " + b"A" * 10_000_000 + b"\n"
+    yield "huge yaml", b"name: " + b"A" * 10_000_000 + b"\n"
 
 
 @pytest.mark.parametrize(("kind", "data"), cases(_custom_task_cases()))
