@@ -15,6 +15,8 @@ from tests.sweep.conftest import REAL, cases, copy_real, refused
 # task -> (real format folder, file, extra files passed alongside (same folder))
 READERS = {
     "LA": ("coco", "captions_val2017.json", ()),
+    "LA-instances": ("coco", "instances_val2017.json", ("captions_val2017.json",)),
+    "CGD": ("coco", "instances_val2017.json", ("captions_val2017.json",)),
     "DC": ("activitynet_captions", "val_1.json", ()),
     "SD": ("spot_the_diff", "val.json", ()),
     "TVC": ("tvc", "tvc_val_release.jsonl", ("tvqa_preprocessed_subtitles.jsonl",)),
@@ -66,6 +68,13 @@ def _specific(task: str, doc):
         d = json.loads(json.dumps(doc))
         d["annotations"][0]["image_id"] = float("nan")
         yield "NaN id", d
+    elif task in ("LA-instances", "CGD"):
+        d = json.loads(json.dumps(doc))
+        del d["annotations"][0]["bbox"]
+        yield "missing field", d
+        d = json.loads(json.dumps(doc))
+        d["annotations"][0]["bbox"][0] = float("nan")
+        yield "NaN box", d
     elif task == "DC":
         k = next(iter(doc))
         d = json.loads(json.dumps(doc))
@@ -145,7 +154,15 @@ def _reader_cases():
 
 
 def _generate(corpus: Path, task: str, files: list[Path], *extra):
-    argv = ["generate", "--task", task.removesuffix("-subtitles"), "--corpus", corpus, *OFFLINE, *extra]
+    argv = [
+        "generate",
+        "--task",
+        task.split("-")[0] if task in READERS else task,
+        "--corpus",
+        corpus,
+        *OFFLINE,
+        *extra,
+    ]
     for f in files:
         argv += ["--annotations", f]
     return argv
