@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.embed import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
-from schemas.errors import SyphusError
+from schemas.errors import SyphusError, quiet_weights_refusal
 
 __all__ = ["DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "load_embedder"]
 ST_BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
@@ -201,7 +201,8 @@ class SentenceTransformerEmbedder(Embedder):
         hf_logging.disable_progress_bar()
 
         try:
-            self.model = SentenceTransformer(str(path), device=device)
+            with quiet_weights_refusal():
+                self.model = SentenceTransformer(str(path), device=device)
         except WEIGHT_ERRORS as e:
             raise _weights_error(f"model spec 'st:{name_or_path}' ({path})", e) from e
         get_dim = (
@@ -243,9 +244,10 @@ class OpenClipEmbedder(Embedder):
             weights = _cached_open_clip_weights(model_name, pretrained, spec)
             key = pretrained
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=weights, device=device
-            )
+            with quiet_weights_refusal():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=weights, device=device
+                )
         except WEIGHT_ERRORS as e:
             raise _weights_error(f"model spec '{spec}'", e) from e
         self.model = model.eval()
