@@ -46,6 +46,21 @@ def copy_real(fmt: str, name: str, dest: Path) -> Path:
 SLOW_KINDS = ("huge yaml",)  # PyYAML's pure-Python scanner takes ~12 s over a 10 MB line
 
 
+def run_syphus_with_warnings(*argv) -> tuple[int, str, str]:
+    """``run_syphus``, with the Python warnings a user's terminal would show appended to stderr
+    (in-process, pytest would otherwise swallow them). Python's default filters hide deprecation,
+    import and resource warnings outside ``__main__``; so does this."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.filterwarnings("ignore", category=hidden)
+        rc, out, err = run_syphus(*argv)
+    shown = "".join(f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}\n" for w in caught)
+    return rc, out, shown + err
+
+
 def cases(gen) -> list:
     """``pytest.param``s named by their first field (the kind of bad input); the few heavy
     kinds are marked slow."""
@@ -57,7 +72,7 @@ def refused(corpus_dir: Path | None, name: str, *argv, warnings: tuple[str, ...]
     no traceback, and (with a corpus) an unchanged corpus. ``warnings`` are prefixes of the
     documented warning lines the command may print before its error. Returns the error line."""
     before = corpus_digest(corpus_dir) if corpus_dir is not None else None
-    rc, _, err = run_syphus(*argv)
+    rc, _, err = run_syphus_with_warnings(*argv)
     # a progress bar row (rich draws its last state when stderr is not a terminal) is not a message
     lines = [ln for ln in err.splitlines() if ln.strip() and not PROGRESS_ROW.search(ln)]
     errors = [ln for ln in lines if ln.startswith("error:")]
