@@ -115,11 +115,11 @@ def test_bad_train_file(kind, data, corpus, inputs):
     refused(corpus, f.name, "import", "mimicit", ins, "-c", corpus, "-i", SRC / "SD.parquet", "--train", f)
 
 
-def _parquet(ids: list[str], values: list, column: str = "base64") -> bytes:
+def _parquet(ids: list[str], values: list, column: str = "base64", compression: str = "snappy") -> bytes:
     import pandas as pd
 
     buf = io.BytesIO()
-    pd.DataFrame({column: values}, index=ids).to_parquet(buf)
+    pd.DataFrame({column: values}, index=ids).to_parquet(buf, compression=compression)
     return buf.getvalue()
 
 
@@ -135,6 +135,7 @@ def _images_parquet_cases():
     yield "truncated image", _parquet(["XD_IMG_1"], [base64.b64encode(jpeg(5, (300, 200))[:700]).decode()])
     yield "pixel bomb", _parquet(["XD_IMG_1"], [base64.b64encode(pixel_bomb()).decode()])
     yield "null base64", _parquet(["XD_IMG_1"], [None])
+    yield "parquet bomb", _parquet(["XD_IMG_1"], ["A" * 50_000_000], compression="zstd")
 
 
 @pytest.mark.parametrize(("kind", "data"), cases(_images_parquet_cases()))
@@ -143,7 +144,9 @@ def test_bad_images_parquet(kind, data, corpus, inputs):
     ins.write_text(instructions_text())
     f = inputs / "XD.parquet"
     f.write_bytes(data)
-    refused(corpus, f.name, "import", "mimicit", ins, "-c", corpus, "-i", f)
+    line = refused(corpus, f.name, "import", "mimicit", ins, "-c", corpus, "-i", f)
+    if "bomb" in kind:  # refused from the header or metadata, before anything is inflated
+        assert "decompression bomb" in line
 
 
 def _images_json_cases():
