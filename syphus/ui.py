@@ -48,7 +48,11 @@ def progress_bar(description: str, total: int | None, *, bytes_rate: bool = Fals
             state["bytes"] += nbytes
             p.update(tid, advance=n, mb=state["bytes"] / 1e6)
 
-        yield advance
+        try:
+            yield advance
+        except BaseException:
+            p.live.transient = True  # a failed command ends on its one error line, not a stale bar
+            raise
 
 
 def summary_table(title: str, rows: list[tuple], headers: tuple[str, ...] = ("", "")) -> None:
