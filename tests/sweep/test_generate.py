@@ -119,6 +119,12 @@ def _specific(task: str, doc):
         d = json.loads(json.dumps(doc))
         d["data"]["SD_INS_00001"]["answer"] = float("nan")
         yield "NaN answer", d
+        d = json.loads(json.dumps(doc))
+        d["data"]["../SD_INS_00009"] = d["data"]["SD_INS_00001"]
+        yield "dotdot id", d
+        d = json.loads(json.dumps(doc))
+        d["data"]["a/SD_INS_00009"] = d["data"]["SD_INS_00001"]
+        yield "slash id", d
 
 
 def _jsonl_specific(task: str, text: str):
