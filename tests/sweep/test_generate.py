@@ -268,3 +268,19 @@ def _custom_record_cases():
 def test_bad_custom_task_records(kind, data, corpus, inputs):
     task, records = _custom(inputs, records=data)
     refused(corpus, records.name, *_generate(corpus, str(task), [records]), warnings=WARNINGS)
+
+
+@pytest.mark.parametrize("command", ["reparse", "preview"])
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    cases([("truncated", b'[{"img_id": "1", "sent'), ("non-utf8", b'[{"img_id": "caf\xe9"}]')]),
+)
+def test_other_commands_that_read_annotations(command, kind, data, corpus, inputs):
+    bad = inputs / "val.json"
+    bad.write_bytes(data)
+    argv = [command, "--task", "SD", "--annotations", bad]
+    if command == "reparse":
+        argv += ["--corpus", corpus]
+    else:
+        argv += ["--api-base", "http://127.0.0.1:9/v1", "--model", "m"]
+    refused(corpus, bad.name, *argv, warnings=WARNINGS)
