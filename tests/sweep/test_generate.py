@@ -3,13 +3,12 @@ task and a custom YAML task: one error line naming the file, nothing sent, the c
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
+from tests.sweep.bad import png
 from tests.sweep.conftest import REAL, cases, copy_real, refused
 
 # task -> (real format folder, file, extra files passed alongside (same folder))
@@ -30,12 +29,6 @@ READERS = {
 OFFLINE = ["--api-base", "http://127.0.0.1:9/v1", "--model", "m", "--max-attempts", "1", "--no-progress"]
 # documented warnings generate may print before it reads every file (docs/generate.md)
 WARNINGS = ("warning:", "skipped ", "merged ")
-
-
-def png() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def non_utf8(text: str) -> bytes:

@@ -9,35 +9,12 @@ import json
 import pickle
 
 import pytest
-from PIL import Image
 
 from tests.store.helpers import jpeg
+from tests.sweep.bad import pixel_bomb, png
 from tests.sweep.conftest import REAL, cases, refused
 
 SRC = REAL / "mimicit"
-
-
-def png_bytes(size=(16, 16)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (200, 10, 10)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def pixel_bomb() -> bytes:
-    """A PNG that declares 12000x9000 pixels (108 M) in a few kB."""
-    buf = io.BytesIO()
-    Image.new("1", (12000, 9000)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-class Marker:
-    """Unpickling this creates the file at ``path``: proof that a loader ran code from a file."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 def new_ids(text: str) -> str:
@@ -54,7 +31,7 @@ def _ins_cases():
     data = json.loads(good)
     yield "truncated", good[: len(good) // 2].encode()
     yield "empty", b""
-    yield "png", png_bytes()
+    yield "png", png()
     yield "list", json.dumps([data]).encode()
     yield "non-utf8", good.replace("blue truck", "caf\xe9", 1).encode("latin-1")
     d = json.loads(good)
@@ -97,7 +74,7 @@ def _train_cases():
     good = new_ids((SRC / "SD_train.json").read_text())
     yield "truncated", good[: len(good) // 2].encode()
     yield "empty", b""
-    yield "png", png_bytes()
+    yield "png", png()
     yield "list", json.dumps(list(json.loads(good))).encode()
     yield "non-utf8", good.replace('"XD_INS_00005"', '"caf\xe9"', 1).encode("latin-1")
     yield "NaN entry", good.replace('"XD_INS_00005"', "NaN", 1).encode()
@@ -154,7 +131,7 @@ def _images_json_cases():
     images = json.loads(good)
     yield "truncated", good[: len(good) // 2].encode()
     yield "empty", b""
-    yield "png", png_bytes()
+    yield "png", png()
     yield "list", json.dumps(list(images.values())).encode()
     yield "non-utf8", (good[:-1] + ', "caf\xe9": "AAAA"}').encode("latin-1")
     yield "NaN value", (good[:-1] + ', "XD_IMG_1": NaN}').encode()
@@ -177,7 +154,7 @@ def _image_file_cases():
     yield "empty", "e.jpg", b""
     yield "text", "notes.jpg", b"just some text\n"
     yield "truncated jpeg", "t.jpg", whole[: len(whole) // 2]
-    yield "truncated png", "t.png", png_bytes((300, 200))[:-40]
+    yield "truncated png", "t.png", png((300, 200))[:-40]
     yield "pixel bomb", "b.png", pixel_bomb()
     yield "pickle", "w.png", pickle.dumps({"a": 1})
 

@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from tests.store.helpers import run_syphus
+from tests.sweep.bad import png
 from tests.sweep.conftest import REAL, cases, refused
 
 SRC = REAL / "mimicit"
@@ -27,12 +26,6 @@ IMAGE_TEXT:
     shards_path: shards
     num_samples: -1
 """
-
-
-def png() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

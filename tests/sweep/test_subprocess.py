@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from tests.sweep.bad import Marker
 from tests.sweep.conftest import REAL
 from tests.sweep.digest import corpus_digest
-from tests.sweep.test_weights import Marker
 
 pytestmark = pytest.mark.slow  # each case starts Python (and some import torch)
 

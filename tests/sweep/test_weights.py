@@ -4,51 +4,14 @@ never runs (its marker file is never created)."""
 
 from __future__ import annotations
 
-import io
 import pickle
 import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
+from tests.sweep.bad import evil, evil_zip, pixel_bomb, png
 from tests.sweep.conftest import cases, refused
-
-
-class Marker:
-    """Unpickling this creates the file at ``path``: proof that a loader ran code from a file."""
-
-    def __init__(self, path: Path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-def evil(marker: Path) -> bytes:
-    """A pickle shaped like a state dict whose value runs code when unpickled."""
-    return pickle.dumps({"weight": Marker(marker)})
-
-
-def evil_zip(marker: Path) -> bytes:
-    """The same payload in torch.save's zip container (what a real .pt/.bin is)."""
-    import torch
-
-    buf = io.BytesIO()
-    torch.save({"weight": Marker(marker)}, buf)
-    return buf.getvalue()
-
-
-def png(size=(16, 16)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (10, 200, 10)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def pixel_bomb() -> bytes:
-    buf = io.BytesIO()
-    Image.new("1", (12000, 9000)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
