@@ -21,7 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from curation.images import DEFAULT_MAX_PIXELS, decode_base64, inspect_image
+from curation.images import (
+    DEFAULT_MAX_PIXELS,
+    decode_base64,
+    inspect_image,
+    parquet_leaf_index,
+    refuse_inflating_column,
+)
 from curation.jsonfiles import read_json, write_json_atomic
 from curation.outputs import refuse_corpus_overlap, safe_child
 from curation.store import Corpus, InstructionRow, check_name
@@ -138,7 +144,7 @@ def iter_parquet_images(
     except (pa.ArrowInvalid, OSError) as e:
         raise SyphusError(f"{path}: not a readable parquet file ({e})") from e
     id_col, b64_col = _parquet_columns(pf, path)
-    _refuse_inflating(pf, b64_col, path)
+    refuse_inflating_column(pf, b64_col, path)
     if batch_rows is None:
         batch_rows = _rows_per_batch(pf, b64_col, batch_bytes)
     row = 0
@@ -155,44 +161,11 @@ def iter_parquet_images(
             row += 1
 
 
-def _leaf_index(pf: pq.ParquetFile, column: str) -> int:
-    md = pf.metadata
-    return next(
-        (
-            i
-            for i in range(md.num_columns)
-            if md.row_group(0).column(i).path_in_schema.split(".")[0] == column
-        ),
-        pf.schema_arrow.get_field_index(column),
-    )
-
-
-# Encoded images (JPEG, PNG) barely compress, nor does their base64 (about 1.3x); a base64 column
-# that inflates many times over to many megabytes holds something else: a decompression bomb.
-INFLATE_RATIO, INFLATE_FLOOR = 50, 16 << 20
-
-
-def _refuse_inflating(pf: pq.ParquetFile, column: str, path: Path) -> None:
-    md = pf.metadata
-    if md.num_rows == 0:
-        return
-    leaf = _leaf_index(pf, column)
-    for g in range(md.num_row_groups):
-        c = md.row_group(g).column(leaf)
-        big, small = c.total_uncompressed_size, max(1, c.total_compressed_size)
-        if big > INFLATE_FLOOR and big > INFLATE_RATIO * small:
-            raise SyphusError(
-                f"{path}: row group {g}: the '{column}' column inflates from {small} bytes to "
-                f"{big / 2**20:.0f} MB ({big // small}x); encoded images do not compress like that "
-                "(possible decompression bomb)"
-            )
-
-
 def _rows_per_batch(pf: pq.ParquetFile, column: str, batch_bytes: int) -> int:
     md = pf.metadata
     if md.num_rows == 0:
         return 256
-    leaf = _leaf_index(pf, column)
+    leaf = parquet_leaf_index(pf, column)
     size = sum(md.row_group(g).column(leaf).total_uncompressed_size for g in range(md.num_row_groups))
     return int(min(256, max(1, batch_bytes // max(1, size // md.num_rows))))
 
