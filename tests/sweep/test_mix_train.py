@@ -131,3 +131,27 @@ def test_bad_training_config(kind, data, work):
     refused(None, config.name, "train", "--mix", work / "mix.yaml", "--config", config, "--out", work / "run",
             "--cpu", "--print-command")  # fmt: skip
     assert not (work / "run").exists()
+
+
+def test_training_refuses_an_images_parquet_bomb(tmp_path):
+    """The trainer reads a mix's MIMIC-IT images parquet itself: a column that inflates like a
+    decompression bomb is refused from the file's metadata, naming it, before anything inflates."""
+    import pandas as pd
+
+    from schemas.errors import SyphusError
+    from schemas.mix import load_mix
+    from tests.train.helpers import tiny_processing
+    from trainer.data import MixStream, StreamOptions
+
+    for name in ("SD_instructions.json", "SD_train.json"):
+        shutil.copy(SRC / name, tmp_path / name)
+    ids = [f"SD_IMG_05406_{n}" for n in (1, 2)] + [f"SD_IMG_05614_{n}" for n in (1, 2)]
+    pd.DataFrame({"base64": ["A" * 20_000_000] * 4}, index=ids).to_parquet(
+        tmp_path / "SD.parquet", compression="zstd"
+    )
+    (tmp_path / "mix.yaml").write_text(MIX.split("IMAGE_TEXT:")[0])
+    tok, special, ip = tiny_processing()
+    with pytest.raises(SyphusError, match=r"SD\.parquet: row group 0: .*possible decompression bomb"):
+        stream = MixStream(load_mix(tmp_path / "mix.yaml"), tokenizer=tok, special=special, image_processor=ip,
+                           options=StreamOptions(), rank=0, world_size=1)  # fmt: skip
+        next(iter(stream))
