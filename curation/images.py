@@ -78,3 +78,40 @@ def decode_base64(s: str | bytes, *, where: str) -> bytes:
         return base64.b64decode(s, altchars=altchars, validate=True)
     except (binascii.Error, ValueError) as e:
         raise SyphusError(f"{where}: invalid base64 ({e})") from e
+
+
+def parquet_leaf_index(pf, column: str) -> int:
+    """Where ``column`` sits among a ``pyarrow.parquet.ParquetFile``'s physical columns, the index
+    its row-group metadata uses."""
+    md = pf.metadata
+    return next(
+        (
+            i
+            for i in range(md.num_columns)
+            if md.row_group(0).column(i).path_in_schema.split(".")[0] == column
+        ),
+        pf.schema_arrow.get_field_index(column),
+    )
+
+
+# Encoded images (JPEG, PNG) barely compress, nor does their base64 (about 1.3x); a base64 column
+# that inflates many times over to many megabytes holds something else: a decompression bomb.
+INFLATE_RATIO, INFLATE_FLOOR = 50, 16 << 20
+
+
+def refuse_inflating_column(pf, column: str, path) -> None:
+    """Refuse an images parquet whose image column inflates like a decompression bomb, from its
+    metadata alone (import and training both read such files)."""
+    md = pf.metadata
+    if md.num_rows == 0:
+        return
+    leaf = parquet_leaf_index(pf, column)
+    for g in range(md.num_row_groups):
+        c = md.row_group(g).column(leaf)
+        big, small = c.total_uncompressed_size, max(1, c.total_compressed_size)
+        if big > INFLATE_FLOOR and big > INFLATE_RATIO * small:
+            raise SyphusError(
+                f"{path}: row group {g}: the '{column}' column inflates from {small} bytes to "
+                f"{big / 2**20:.0f} MB ({big // small}x); encoded images do not compress like that "
+                "(possible decompression bomb)"
+            )

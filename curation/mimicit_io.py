@@ -20,7 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.formats import images_parquet_columns, read_context_map, read_instructions
-from curation.images import DEFAULT_MAX_PIXELS, decode_base64, inspect_image
+from curation.images import (
+    DEFAULT_MAX_PIXELS,
+    decode_base64,
+    inspect_image,
+    parquet_leaf_index,
+    refuse_inflating_column,
+)
 from curation.jsonfiles import write_json_atomic
 from curation.outputs import refuse_corpus_overlap, safe_child
 from curation.store import Corpus, InstructionRow, check_name, now
@@ -70,6 +76,7 @@ def iter_parquet_images(
     except (pa.ArrowInvalid, OSError) as e:
         raise SyphusError(f"{path}: not a readable parquet file ({e})") from e
     id_col, b64_col = images_parquet_columns(pf.schema_arrow, path)
+    refuse_inflating_column(pf, b64_col, path)
     if batch_rows is None:
         batch_rows = _rows_per_batch(pf, b64_col, batch_bytes)
     row = 0
@@ -90,15 +97,7 @@ def _rows_per_batch(pf: pq.ParquetFile, column: str, batch_bytes: int) -> int:
     md = pf.metadata
     if md.num_rows == 0:
         return 256
-    index = pf.schema_arrow.get_field_index(column)
-    leaf = next(
-        (
-            i
-            for i in range(md.num_columns)
-            if md.row_group(0).column(i).path_in_schema.split(".")[0] == column
-        ),
-        index,
-    )
+    leaf = parquet_leaf_index(pf, column)
     size = sum(md.row_group(g).column(leaf).total_uncompressed_size for g in range(md.num_row_groups))
     return int(min(256, max(1, batch_bytes // max(1, size // md.num_rows))))
 
@@ -174,6 +173,9 @@ def import_mimicit(
     if not records:
         raise SyphusError(f"{instructions}: field 'data' is empty: no instructions to import")
     context_map = read_context_map(train) if train else None
+    for k, v in (context_map or {}).items():
+        for x in (k, *v):  # an id no instructions file may hold can never resolve
+            check_name(x, what=f"{train}: entry {k[:80]!r}: instruction id")
     if task is not None:
         check_name(task, what="--task")
 
@@ -295,6 +297,8 @@ def _import_records(
         try:
             check_name(ins_id, what=f"{path}: instruction id")
             check_name(rec_task, what=f"{path}: record '{ins_id}': task")
+            for r in rec.rel_ins_ids:  # an id no file may hold can never resolve
+                check_name(r, what=f"{path}: record '{ins_id}': rel_ins_ids entry")
         except SyphusError as e:
             bad(str(e), "invalid id or task", ins_id, rec.model_dump_json())
             continue

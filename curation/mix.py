@@ -86,7 +86,14 @@ def _shard_rows(path: Path, ds: MixDataset, where: str) -> tuple[int, list[list[
         raise SyphusError(f"{where}: shards_path {e}") from e
     parts, total = [], 0
     for sf in man.shards:
-        t = pq.read_table(path / sf.instructions, columns=["id", "task", "lang"])
+        part = path / sf.instructions
+        try:
+            t = pq.read_table(part, columns=["id", "task", "lang"])
+        except (OSError, ValueError) as e:  # pyarrow's errors for a damaged or foreign file
+            reason = str(e).splitlines()[0].replace(f"'{part}'", "").strip()
+            raise SyphusError(
+                f"{part}: cannot read shard part ({reason[:200]}); export the shards again"
+            ) from e
         ok = np.ones(t.num_rows, bool)
         if ds.tasks:
             ok &= np.isin(np.array(t.column("task").to_pylist(), dtype=object), ds.tasks)

@@ -53,7 +53,12 @@ NAME_RULE = "letters, digits, '_', '.', '-'; not starting with '.' or '-'; at mo
 def check_name(value: object, *, what: str) -> str:
     """Return ``value`` if it is a valid instruction id or task name, else raise SyphusError."""
     if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
-        raise SyphusError(f"{what} {value!r}: not a valid name (allowed: {NAME_RULE})")
+        shown = repr(value)
+        if len(shown) > 80:  # a 10 MB id must not become a 10 MB message
+            shown = (
+                f"{shown[:60]}... ({len(value)} characters)" if isinstance(value, str) else shown[:80] + "..."
+            )
+        raise SyphusError(f"{what} {shown}: not a valid name (allowed: {NAME_RULE})")
     return value
 
 

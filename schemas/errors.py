@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class SyphusError(Exception):
     """An error caused by input, configuration or environment, not by a bug.
@@ -44,3 +46,16 @@ def read_yaml(path) -> object:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(e, "problem", None)
         raise SyphusError(f"{path}: {where}malformed YAML" + (f" ({problem})" if problem else "")) from e
+    except ValueError as e:  # a value the YAML constructors refuse, e.g. an integer of 10 M digits
+        raise SyphusError(f"{path}: unreadable YAML value ({str(e)[:200]})") from e
+
+
+@contextmanager
+def quiet_weights_refusal():
+    """Around a weights-only load of a user's file: torch warns about a plain pickle's protocol
+    just before it refuses the file, and the one-line error raised for that refusal says it all."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        yield

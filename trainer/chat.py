@@ -150,7 +150,13 @@ def read_questions(path: str | Path) -> list[Question]:
         raise SyphusError(f"{path}: input file not found")
     base = path.parent
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SyphusError(
+            f"{path}: not UTF-8 text (byte {e.start}); save the questions as UTF-8 JSONL"
+        ) from e
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

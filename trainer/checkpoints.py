@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from schemas.errors import SyphusError
+from schemas.errors import SyphusError, quiet_weights_refusal
 
 FF_NAMES = {"0": "norm", "1": "fc_in", "3": "fc_out"}
 # Special tokens each original appends after the base vocabulary, in its order.
@@ -78,11 +78,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise SyphusError(f"{path}: checkpoint not found")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as e:  # cut short, or not a safetensors file at all
+            raise SyphusError(f"{path}: cannot read as safetensors ({' '.join(str(e).split())[:200]})") from e
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with quiet_weights_refusal():
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
         raise SyphusError(
             f"{path}: cannot read as a weights-only checkpoint ({type(e).__name__}); "

@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 from curation.formats import images_parquet_columns, read_context_map, read_instructions, read_shard_manifest
-from curation.images import decode_base64
+from curation.images import decode_base64, refuse_inflating_column
 from curation.mix import mimicit_order, resolved_count, sample_positions
 from schemas.errors import SyphusError
 from schemas.mix import MixConfig, MixDataset
@@ -91,6 +91,7 @@ class _ParquetImages:
         self.where: dict[str, tuple[int, int]] = {}
         try:
             f = pq.ParquetFile(path)
+            refuse_inflating_column(f, value_column, path)
             for rg in range(f.num_row_groups):
                 ids = f.read_row_group(rg, columns=[id_column]).column(0).to_pylist()
                 for i, image_id in enumerate(ids):

@@ -579,8 +579,9 @@ def load_otter(path: str | Path, **from_pretrained_kwargs):
         )
     from safetensors import SafetensorError
 
-    # A damaged or incomplete folder is the user's to fix: say which part failed, on one line.
-    unreadable = (OSError, ValueError, KeyError, SafetensorError)
+    # A damaged or incomplete folder is the user's to fix: say which part failed, on one line
+    # (TypeError: a config.json that is not an object).
+    unreadable = (OSError, ValueError, KeyError, TypeError, SafetensorError)
     try:
         model = OtterForConditionalGeneration.from_pretrained(
             str(path), **{"use_safetensors": True, **from_pretrained_kwargs}

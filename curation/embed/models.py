@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,22 @@ from pathlib import Path
 import numpy as np
 
 from curation.embed import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
-from schemas.errors import SyphusError
+from schemas.errors import SyphusError, quiet_weights_refusal
 
 __all__ = ["DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "load_embedder"]
 ST_BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def _weights_error(where: str, e: BaseException) -> SyphusError:
+    """One line for weights a user pointed to that do not load: torch's unpickling refusal spans
+    many lines, and its type (UnpicklingError, RuntimeError, OSError ...) depends on the damage."""
+    return SyphusError(
+        f"{where}: cannot load the weights ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+    )
+
+
+# What torch, safetensors and the model libraries raise for a damaged, foreign or pickled file.
+WEIGHT_ERRORS = (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -187,7 +200,11 @@ class SentenceTransformerEmbedder(Embedder):
 
         hf_logging.disable_progress_bar()
 
-        self.model = SentenceTransformer(str(path), device=device)
+        try:
+            with quiet_weights_refusal():
+                self.model = SentenceTransformer(str(path), device=device)
+        except WEIGHT_ERRORS as e:
+            raise _weights_error(f"model spec 'st:{name_or_path}' ({path})", e) from e
         get_dim = (
             getattr(self.model, "get_embedding_dimension", None)
             or self.model.get_sentence_embedding_dimension
@@ -226,9 +243,13 @@ class OpenClipEmbedder(Embedder):
         else:
             weights = _cached_open_clip_weights(model_name, pretrained, spec)
             key = pretrained
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=weights, device=device
-        )
+        try:
+            with quiet_weights_refusal():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=weights, device=device
+                )
+        except WEIGHT_ERRORS as e:
+            raise _weights_error(f"model spec '{spec}'", e) from e
         self.model = model.eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.preprocess = preprocess

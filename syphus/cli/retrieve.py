@@ -241,9 +241,11 @@ def curate_cmd(
         if banned_file is not None:
             if not banned_file.is_file():
                 raise SyphusError(f"{banned_file}: banned-phrases file not found")
-            banned += [
-                ln.strip() for ln in banned_file.read_text(encoding="utf-8").splitlines() if ln.strip()
-            ]
+            try:
+                text = banned_file.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise SyphusError(f"{banned_file}: not UTF-8 text (byte {e.start}); one phrase a line") from e
+            banned += [ln.strip() for ln in text.splitlines() if ln.strip()]
         cfg = cur.CurateConfig(
             exact_dups=not no_exact_dups,
             near_dup=None if near_dup > 1 else near_dup,

@@ -37,7 +37,9 @@ def load_json(path: Path) -> Any:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """Stream ``(line number, value)`` from a JSON-lines file, skipping blank lines."""
+    """Stream ``(line number, value)`` from a JSON-lines file, skipping blank lines; a file with
+    no line at all is an error (a file the user named that holds nothing is a wrong file)."""
+    empty = True
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
@@ -48,12 +50,15 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 ) from e
             if not line.strip():
                 continue
+            empty = False
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as e:
                 raise SyphusError(
                     f"{path}: line {lineno}: malformed JSON at column {e.colno}: {e.msg}"
                 ) from e
+    if empty:
+        raise SyphusError(f"{path}: empty file (expected one JSON object a line)")
 
 
 def validate(model: type[M], value: Any, where: str) -> M:

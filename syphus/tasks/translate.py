@@ -95,6 +95,13 @@ class TranslateTask(BaseTask):
 
     def _annotation(self, group: list[SourcePair], source_file: str) -> Annotation:
         source_task = task_of_id(group[0].id)
+        if source_task is not None:  # it names the stored pairs: refuse it before paying for them
+            from curation.store import check_name
+
+            check_name(
+                source_task,
+                what=f"{source_file}: record '{group[0].id[:80]}': task (the id's text before _INS_)",
+            )
         return Annotation(
             id=group[0].id if len(group) == 1 else f"{group[0].id}..{group[-1].id}",
             image_ids=list(group[0].image_ids),

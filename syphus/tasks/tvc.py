@@ -4,7 +4,9 @@ plot, characters and intent.
 Input: TVCaption release files as distributed (``tvc_train_release.jsonl``,
 ``tvc_val_release.jsonl``): one JSON object per line, one moment of a clip:
 ``{"vid_name", "clip_id", "ts": [start, end], "duration", "descs": [{"desc", "type",
-"desc_id"}]}``. Lines are grouped by ``vid_name`` and ordered by ``ts``. Subtitles are used
+"desc_id"}]}``. Lines are grouped by ``vid_name`` and ordered by ``ts``. A line without
+descriptions (the public test release, ``tvc_test_public_release.jsonl``, has none) has nothing
+to generate from: it is skipped and counted. Subtitles are used
 when a TVQA ``tvqa_preprocessed_subtitles.jsonl`` file (``{"vid_name", "sub": [{"text",
 "start", "end"}]}`` per line) is passed among the paths; files are read as streams.
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from schemas.annotations import TimedEvent, TvcLine, TvClipRecord, TvqaSubtitles
 from schemas.errors import SyphusError
-from syphus.tasks.base import Annotation, BaseTask, Merged, ReadNote, TaskOptions
+from syphus.tasks.base import Annotation, BaseTask, Merged, ReadNote, Skipped, TaskOptions
 from syphus.tasks.dc import fmt_time
 from syphus.tasks.readers import RepeatedRecords, check_paths, iter_jsonl, validate
 
@@ -57,6 +59,7 @@ class TVCTask(BaseTask):
         clips: dict[str, list[TvcLine]] = {}
         sources: dict[str, str] = {}
         subs: dict[str, list[TimedEvent]] = {}
+        lines_read = 0
         for path in check_paths(paths, self.name):
             for lineno, raw in iter_jsonl(path):
                 where = f"{path}: line {lineno}"
@@ -69,12 +72,18 @@ class TVCTask(BaseTask):
                 if not isinstance(raw, dict):
                     raise SyphusError(f"{where}: expected a JSON object, found {type(raw).__name__}")
                 line = validate(TvcLine, raw, where)
+                lines_read += 1
+                if not line.descs:
+                    yield Skipped(
+                        "no descriptions (e.g. a test-release line)", f"{where} (clip {line.vid_name!r})"
+                    )
+                    continue
                 if repeats.repeated(raw):
                     yield Merged("exact duplicate line", where)
                     continue
                 clips.setdefault(line.vid_name, []).append(line)
                 sources.setdefault(line.vid_name, str(path))
-        if not clips:
+        if not lines_read:
             raise SyphusError(f"task {self.name}: no TVC moments in {[str(p) for p in paths]}")
         for vid_name, lines in clips.items():
             lines.sort(key=lambda x: (x.ts[0], x.ts[1]))

@@ -120,3 +120,35 @@ def test_repeated_records_are_counted(task, reason, annotations, tmp_path, capsy
     }
     read, merged, anns = rows["records read"], rows["merged records"], rows["annotations"]
     assert (read, merged, anns) == (str(annotations + 1), "1", str(annotations))
+
+
+def test_tvc_lines_without_descriptions_are_skipped_and_counted(tmp_path, capsys):
+    """The public test release has no ``descs``: its lines are skipped with a count, the val
+    lines beside them still generate, and a file of nothing else says why it gave nothing."""
+    val = tmp_path / GOOD["TVC"][0]
+    val.write_text(GOOD["TVC"][1])
+    test = tmp_path / "tvc_test_public_release.jsonl"
+    test.write_text(
+        '{"vid_name": "castle_s01e01_seg01_clip_01", "duration": 60.0, "ts": [1.0, 5.0], "clip_id": 2}\n'
+        '{"vid_name": "castle_s01e01_seg01_clip_02", "duration": 60.0, "ts": [2.0, 6.0], "clip_id": 3, "descs": []}\n'
+    )
+    corpus = tmp_path / "c"
+    argv = ["generate", "--task", "TVC", "--corpus", str(corpus), "--dry-run"]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--annotations", str(val), "--annotations", str(test)])
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    assert (e.value.code or 0) == 0, out.err
+    assert f"skipped 2: no descriptions (e.g. a test-release line) (first: {test}: line 1" in out.err
+    rows = {
+        ln.split("│")[1].strip(): ln.split("│")[2].strip()
+        for ln in out.out.splitlines()
+        if ln.count("│") >= 3
+    }
+    assert (rows["records read"], rows["skipped"], rows["annotations"]) == ("3", "2", "1")
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--annotations", str(test)])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert e.value.code == 1 and len(err) == 1
+    assert f"{test}: no annotations found for task TVC (skipped 2: no descriptions" in err[0]
+    assert not corpus.exists()

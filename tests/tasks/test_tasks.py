@@ -406,8 +406,8 @@ BAD = [
     (
         "TVC",
         tvc_files,
-        lambda fs: fs[0].write_text('{"vid_name": "x", "ts": [1, 2], "descs": []}\n'),
-        r"tvc_val_release\.jsonl: line 1: field 'descs'",
+        lambda fs: fs[0].write_text('{"vid_name": "x", "ts": [1, 2], "descs": [{"desc": " "}]}\n'),
+        r"tvc_val_release\.jsonl: line 1: field 'descs.0.desc'",
     ),
     (
         "TVC",
