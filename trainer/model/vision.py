@@ -103,8 +103,9 @@ class VisionEncoder(nn.Module):
 
 
 @dataclass
-class VisionSpec:
-    """What ``build_vision_encoder`` decided; stored in the Otter config to rebuild without weights."""
+class BuiltVisionEncoder:
+    """What ``build_vision_encoder`` returns: the encoder module, its image processor, and the
+    ``vision_config`` stored in the Otter config to rebuild the architecture without weights."""
 
     encoder: VisionEncoder
     processor: OtterImageProcessor
@@ -132,7 +133,7 @@ def parse_vision_spec(spec: str) -> tuple[str, list[str]]:
 
 def build_vision_encoder(
     spec: str, *, image_size: int | None, tiny: dict, vision_config: dict | None, pretrained: bool
-) -> VisionSpec:
+) -> BuiltVisionEncoder:
     """Build the encoder named by ``spec``; with ``pretrained=False`` only the architecture
     (from ``vision_config``), for loading a saved Otter folder whose weights hold the encoder."""
     head, args = parse_vision_spec(spec)
@@ -140,7 +141,7 @@ def build_vision_encoder(
         size = image_size or 32
         model = TinyPatchEncoder(size, int(tiny.get("patch_size", 8)), int(tiny.get("width", 32)))
         enc = VisionEncoder("tiny", model, int(tiny.get("width", 32)))
-        return VisionSpec(enc, OtterImageProcessor(size), {})
+        return BuiltVisionEncoder(enc, OtterImageProcessor(size), {})
     if head == "efficientnet-lite0":
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -153,13 +154,15 @@ def build_vision_encoder(
         else:
             model = EfficientNet.from_name("efficientnet-lite0")
         enc = VisionEncoder("efficientnet", model, 1280)
-        return VisionSpec(enc, OtterImageProcessor(image_size or 224, LITE_MEAN, LITE_STD), {})
+        return BuiltVisionEncoder(enc, OtterImageProcessor(image_size or 224, LITE_MEAN, LITE_STD), {})
     if head == "open_clip":
         return _build_open_clip(args[0], args[1], vision_config, pretrained)
     return _build_hf_clip(args[0], vision_config, pretrained)
 
 
-def _build_open_clip(name: str, weights: str, vision_config: dict | None, pretrained: bool) -> VisionSpec:
+def _build_open_clip(
+    name: str, weights: str, vision_config: dict | None, pretrained: bool
+) -> BuiltVisionEncoder:
     import open_clip
     from open_clip.model import _build_vision_tower
 
@@ -197,10 +200,10 @@ def _build_open_clip(name: str, weights: str, vision_config: dict | None, pretra
     mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
     std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
     enc = VisionEncoder("open_clip", visual, int(vcfg["width"]))
-    return VisionSpec(enc, OtterImageProcessor(size, mean, std), dict(cfg))
+    return BuiltVisionEncoder(enc, OtterImageProcessor(size, mean, std), dict(cfg))
 
 
-def _build_hf_clip(path: str, vision_config: dict | None, pretrained: bool) -> VisionSpec:
+def _build_hf_clip(path: str, vision_config: dict | None, pretrained: bool) -> BuiltVisionEncoder:
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     if pretrained:
@@ -224,4 +227,4 @@ def _build_hf_clip(path: str, vision_config: dict | None, pretrained: bool) -> V
     cfg = model.config
     enc = VisionEncoder("hf_clip", model, int(cfg.hidden_size))
     keep = {"clip": cfg.to_dict(), "mean": list(mean), "std": list(std)}
-    return VisionSpec(enc, OtterImageProcessor(int(cfg.image_size), mean, std), keep)
+    return BuiltVisionEncoder(enc, OtterImageProcessor(int(cfg.image_size), mean, std), keep)
