@@ -193,11 +193,3 @@ def find_decoder_layers(lm: nn.Module) -> tuple[str, nn.ModuleList]:
         raise SyphusError(f"lm {type(lm).__name__}: cannot find its list of decoder layers")
     _, name, mod = min(candidates, key=lambda c: (c[0], -len(c[2])))
     return name, mod
-
-
-def set_module_by_path(root: nn.Module, path: str, value: nn.Module) -> None:
-    *parents, last = path.split(".")
-    obj = root
-    for part in parents:
-        obj = getattr(obj, part)
-    setattr(obj, last, value)
