@@ -44,6 +44,7 @@ def _register_all() -> None:
 
     for mod in (cli_store, cli_generate, cli_retrieve, cli_train, cli_report, cli_demo):
         mod.register(app)
+    __import__("syphus.cli_models", fromlist=["register"]).register(app)
 
 
 _register_all()

