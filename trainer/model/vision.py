@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from curation.pretrained import efficientnet_lite0, is_model
+from curation.pretrained import EFFICIENTNET_LITE0, efficientnet_lite0, is_model
 from schemas.errors import SyphusError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -117,8 +117,8 @@ class BuiltVisionEncoder:
 def parse_vision_spec(spec: str) -> tuple[str, list[str]]:
     if spec == "tiny":
         return spec, []
-    if is_model(spec, "efficientnet-lite0"):
-        return "efficientnet-lite0", []
+    if is_model(spec, EFFICIENTNET_LITE0):
+        return EFFICIENTNET_LITE0, []
     head, _, rest = spec.partition(":")
     if head == "open_clip":
         parts = rest.split(":", 1)
@@ -146,7 +146,7 @@ def build_vision_encoder(
         model = TinyPatchEncoder(size, int(tiny.get("patch_size", 8)), int(tiny.get("width", 32)))
         enc = VisionEncoder("tiny", model, int(tiny.get("width", 32)))
         return BuiltVisionEncoder(enc, OtterImageProcessor(size), {})
-    if head == "efficientnet-lite0":
+    if head == EFFICIENTNET_LITE0:
         model = efficientnet_lite0(pretrained=pretrained, asked_as=spec)
         enc = VisionEncoder("efficientnet", model, 1280)
         return BuiltVisionEncoder(enc, OtterImageProcessor(image_size or 224, LITE_MEAN, LITE_STD), {})
