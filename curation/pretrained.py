@@ -231,7 +231,7 @@ def efficientnet_lite0(*, pretrained: bool = True, asked_as: str = EFFICIENTNET_
         )
     import torch
 
-    # Tensors only: the package's own from_pretrained would unpickle the file without limits.
+    # Tensors only, whatever torch.load defaults to: the package's from_pretrained leaves that to torch.
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
 
