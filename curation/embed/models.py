@@ -33,7 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from curation.embed import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
-from curation.pretrained import EFFICIENTNET_LITE0, MINILM, efficientnet_lite0, minilm_folder, resolve_model
+from curation.pretrained import (
+    EFFICIENTNET_LITE0,
+    MINILM,
+    efficientnet_lite0,
+    minilm_folder,
+    open_clip_cached_weights,
+    resolve_model,
+)
 from schemas.errors import SyphusError
 
 __all__ = ["DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "embedder_key", "load_embedder"]
@@ -192,7 +199,7 @@ class OpenClipEmbedder(Embedder):
             weights = str(Path(pretrained).expanduser().resolve())
             key = weights
         else:
-            weights = _cached_open_clip_weights(model_name, pretrained, spec)
+            weights = open_clip_cached_weights(model_name, pretrained, spec)
             key = pretrained
         model, _, preprocess = open_clip.create_model_and_transforms(
             model_name, pretrained=weights, device=device
@@ -229,44 +236,6 @@ class OpenClipEmbedder(Embedder):
                 tok = self.tokenizer(list(texts[s : s + batch_size])).to(self.device)
                 out.append(self.model.encode_text(tok).float().cpu().numpy())
         return l2_normalize(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))
-
-
-def _cached_open_clip_weights(model_name: str, tag: str, spec: str) -> str:
-    """Path of the weights for a pretrained tag if they are already on disk; never downloads."""
-    import open_clip
-    from open_clip import pretrained as ocp
-
-    cfg = ocp.get_pretrained_cfg(model_name, tag)
-    if not cfg:
-        tags = ", ".join(t for m, t in open_clip.list_pretrained() if m == model_name) or "none"
-        raise SyphusError(
-            f"model spec '{spec}': unknown pretrained tag '{tag}' (known: {tags}; or give a checkpoint path)"
-        )
-    missing = SyphusError(
-        f"model spec '{spec}': weights are not on disk (nothing is downloaded); fetch them once with "
-        f"open_clip on a connected machine, or pass a local checkpoint as open_clip:{model_name}:/path/to/weights"
-    )
-    hub = cfg.get("hf_hub")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-
-        parts = hub.rstrip("/").split("/")
-        repo = "/".join(parts[:2])
-        names = (
-            [parts[2]] if len(parts) > 2 else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        )
-        for fname in names:
-            hit = try_to_load_from_cache(repo, fname)
-            if isinstance(hit, str) and os.path.isfile(hit):
-                return hit
-        raise missing
-    url = cfg.get("url")
-    if url:
-        cache = os.path.expanduser(os.path.join("~", ".cache", "clip"))
-        path = os.path.join(cache, os.path.basename(url))
-        if os.path.isfile(path):
-            return path
-    raise missing
 
 
 def embedder_key(spec: str) -> str:

@@ -103,3 +103,16 @@ def test_train_converts_smollm2_on_a_fresh_machine_and_generation_reuses_it(tmp_
     assert got.returncode == 0, got.stderr[-2000:]
     assert got.stdout.split() == ["LlamaForCausalLM", "49152"]
     assert weights.stat().st_mtime_ns == written  # loaded, not converted again
+
+
+def test_open_clip_tag_for_the_vision_encoder_is_never_downloaded(tmp_path, monkeypatch):
+    from schemas.errors import SyphusError
+    from trainer.model.vision import build_vision_encoder
+
+    # An empty cache: the embedder and the Otter vision encoder both refuse instead of fetching.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(SyphusError, match="not on disk.*open_clip:RN50:/path/to/weights"):
+        build_vision_encoder(
+            "open_clip:RN50:openai", image_size=None, tiny={}, vision_config=None, pretrained=True
+        )

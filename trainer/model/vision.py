@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from curation.pretrained import EFFICIENTNET_LITE0, efficientnet_lite0, is_model
+from curation.pretrained import EFFICIENTNET_LITE0, efficientnet_lite0, is_model, open_clip_cached_weights
 from schemas.errors import SyphusError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -180,7 +180,10 @@ def _build_open_clip(
                     f"{path}: open_clip visual weights miss {len(missing)} keys, e.g. '{missing[0]}'"
                 )
         else:
-            try:  # an explicit pretrained tag: open_clip fetches or finds it in its cache
+            # A pretrained tag loads as open_clip loads it (tag-specific settings such as QuickGELU
+            # included), but only once its weights are on disk: open_clip would download them.
+            open_clip_cached_weights(name, weights, f"vision_encoder open_clip:{name}:{weights}")
+            try:
                 full = open_clip.create_model(name, pretrained=weights)
             except Exception as e:
                 raise SyphusError(
