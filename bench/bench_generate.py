@@ -283,12 +283,12 @@ def bench_llama_cpp(python: str, max_tokens: int, threads: int = 2) -> dict:
     """llama.cpp's own OpenAI-compatible server (llama-cpp-python[server], installed in the
     interpreter ``python``) on the very GGUF file the local backend loads: the same 8 requests
     one at a time and all at once."""
-    from syphus.engine.local import gguf_path
+    from curation.pretrained import smollm2_gguf
 
     with tempfile.TemporaryDirectory() as d:
         port = free_port()
         proc = subprocess.Popen(
-            [python, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--n_threads", str(threads),
+            [python, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--n_threads", str(threads),
              "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=open(Path(d) / "server.log", "w"),
             # ggml synchronises its threads at every op: passive OpenMP waits would slow it 4x
@@ -319,7 +319,7 @@ def bench_llama_cpp(python: str, max_tokens: int, threads: int = 2) -> dict:
         finally:
             proc.terminate()
             proc.wait()
-    return {"threads": threads, "gguf": gguf_path().name, "one_at_a_time_tok_per_s": single,
+    return {"threads": threads, "gguf": smollm2_gguf().name, "one_at_a_time_tok_per_s": single,
             "eight_concurrent_tok_per_s": concurrent}  # fmt: skip
 
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trainer.model.cross_attention import GatedCrossAttentionBlock, media_text_time  # noqa: E402
-from trainer.modeling_otter import build_otter  # noqa: E402
+from trainer.model.modeling_otter import build_otter  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:

@@ -28,9 +28,10 @@ from schemas.mix import MixConfig  # noqa: E402
 from schemas.train import TrainConfig  # noqa: E402
 from tests.train.helpers import shapes_vqa, write_shards  # noqa: E402
 from trainer.data import MixStream, StreamOptions  # noqa: E402
-from trainer.modeling_otter import build_otter  # noqa: E402
+from trainer.model.loss import token_loss  # noqa: E402
+from trainer.model.modeling_otter import build_otter  # noqa: E402
 from trainer.prompting import SpecialTokens  # noqa: E402
-from trainer.train import StepRunner, cosine_with_warmup, deepspeed_config, init_distributed, token_loss  # noqa: E402
+from trainer.train import StepRunner, cosine_with_warmup, deepspeed_config, init_distributed  # noqa: E402
 
 
 def make_batches(n: int, batch_size: int, tokenizer, special, image_processor):

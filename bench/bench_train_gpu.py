@@ -45,7 +45,7 @@ TOY_LM = {
 
 
 def otter_config(tiny: bool):
-    from trainer.modeling_otter import OtterConfig
+    from trainer.model.configuration_otter import OtterConfig
 
     if tiny:
         return OtterConfig(vision_encoder="tiny", lm="random", lm_config=TOY_LM, cross_attn_every_n_layers=2,
@@ -82,7 +82,7 @@ def measure(config, batch: int, seq: int, steps: int, checkpointing: bool, devic
     import deepspeed
 
     from schemas.train import TrainConfig
-    from trainer.modeling_otter import OtterForConditionalGeneration
+    from trainer.model.modeling_otter import OtterForConditionalGeneration
     from trainer.train import StepRunner, deepspeed_config
 
     on_gpu = device.type == "cuda"

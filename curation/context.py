@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -72,19 +71,9 @@ class ContextResult:
 
 def model_key(spec: str) -> str:
     """The cache name an embedder spec resolves to, computed without loading the model."""
-    kind, _, rest = spec.partition(":")
-    if kind == "st":
-        from curation.embed.models import ST_BUNDLED_NAMES
+    from curation.embed.models import embedder_key
 
-        if rest in ST_BUNDLED_NAMES:
-            return "st:all-MiniLM-L6-v2"
-        p = Path(rest).expanduser()
-        return f"st:{p.resolve()}" if p.is_dir() else spec
-    if kind == "open_clip":
-        name, _, pre = rest.partition(":")
-        p = Path(pre).expanduser()
-        return f"open_clip:{name}:{p.resolve()}" if p.is_file() else spec
-    return spec
+    return embedder_key(spec)
 
 
 def ensure_embedded(

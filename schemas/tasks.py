@@ -19,8 +19,6 @@ TASK_MEDIA: dict[str, Media] = {
     "E4D": "video",
 }
 
-LANGUAGES = ("en", "zh", "ja", "es", "de", "fr", "ko", "ar")
-
 
 def media_of_task(task: str) -> Media:
     base = task.split("_", 1)[0].upper()

@@ -72,7 +72,7 @@ class Chat:
 
     @classmethod
     def load(cls, model_dir: str | Path, prompt_format: str = "otter") -> Chat:
-        from trainer.modeling_otter import load_otter
+        from trainer.model.modeling_otter import load_otter
 
         if not Path(model_dir).exists():
             raise SyphusError(f"{model_dir}: model folder not found")

@@ -356,7 +356,7 @@ def _head_width(inner: int, heads: int, where: str) -> int:
 def checkpoint_config(fields: dict, state: dict[str, torch.Tensor], where: str = "checkpoint"):
     """The ``OtterConfig`` for importing ``state``: a named or JSON base (``name``), the
     architecture the weights show, then the fields given explicitly (``lm``, ``vision_encoder``)."""
-    from trainer.modeling_otter import OtterConfig
+    from trainer.model.configuration_otter import OtterConfig
 
     fields = dict(fields)
     name = fields.pop("name", None)
@@ -378,7 +378,7 @@ def checkpoint_config(fields: dict, state: dict[str, torch.Tensor], where: str =
 
 def is_saved_otter(path: str | Path) -> bool:
     """A folder written by ``save_otter`` (this project's model type in its config.json)."""
-    from trainer.modeling_otter import OtterConfig
+    from trainer.model.configuration_otter import OtterConfig
 
     cfg = Path(path) / "config.json"
     if not cfg.is_file():
@@ -398,7 +398,7 @@ def import_checkpoint(source: str | Path, fields, *, layout: str | None = None):
     keep those of the given LM and vision encoder; a checkpoint weight the model has no place
     for is an error, except buffers older library versions saved (``position_ids``, ...).
     """
-    from trainer.modeling_otter import OtterConfig, build_otter
+    from trainer.model.modeling_otter import OtterConfig, build_otter
 
     source = Path(source)
     if not source.exists():
@@ -431,7 +431,7 @@ def init_model(init_from: str | Path, fields: dict):
     """``init_from`` of the training config: a folder written by ``save_otter`` loads as it is;
     an OpenFlamingo ``checkpoint.pt`` or an Otter HF folder is imported over the model that
     ``fields`` (the config's ``model`` section: its ``lm`` and ``vision_encoder``) describes."""
-    from trainer.modeling_otter import load_otter
+    from trainer.model.modeling_otter import load_otter
 
     path = Path(init_from)
     if not path.exists():
@@ -448,7 +448,7 @@ def convert_checkpoint(
     """Import an OpenFlamingo v2 or Otter checkpoint (see ``import_checkpoint``; ``config`` is an
     ``OtterConfig`` or a dict of its fields) and save it as one new ``save_otter`` folder at
     ``out``. The folder appears whole or not at all; an existing ``out`` is never touched."""
-    from trainer.modeling_otter import save_otter
+    from trainer.model.modeling_otter import save_otter
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

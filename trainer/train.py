@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from schemas.errors import SyphusError
 from schemas.mix import load_mix
@@ -31,8 +30,9 @@ from schemas.progress import Progress, no_progress
 from schemas.train import TrainConfig, load_train_config
 from trainer.collate import Batch
 from trainer.lifeline import exit_with_launcher
+from trainer.model.loss import token_loss
 from trainer.net import free_port
-from trainer.prompting import IGNORE_INDEX, SpecialTokens
+from trainer.prompting import SpecialTokens
 from trainer.resume import (
     MANIFEST,
     SAVING,
@@ -59,26 +59,6 @@ class CollectiveError(SyphusError):
 
 
 # -- pieces a test or a benchmark can use on their own ----------------------------------------
-def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Next-token cross-entropy over supervised positions.
-
-    Returns (mean loss over the batch's supervised tokens, per-sample loss sums [B], per-sample
-    supervised counts [B]). A batch with no supervised token gives a loss of exactly 0 that
-    still back-propagates (zero gradients), never NaN.
-    """
-    shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:]
-    ce = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]),
-        shift_labels.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="none",
-    ).view(shift_labels.shape)
-    counts = (shift_labels != IGNORE_INDEX).sum(dim=1)
-    sums = ce.sum(dim=1)
-    return sums.sum() / counts.sum().clamp(min=1), sums.detach(), counts
-
-
 def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float = 0.0):
     """LR multiplier: linear warmup from 0, then cosine decay to ``min_ratio``."""
 
@@ -160,7 +140,7 @@ def init_distributed() -> tuple[int, int, int]:
 def build_model(cfg: TrainConfig):
     """(model, tokenizer, image_processor) from ``init_from`` or a fresh ``OtterConfig``."""
     from trainer.checkpoints import init_model
-    from trainer.modeling_otter import OtterConfig, build_otter
+    from trainer.model.modeling_otter import OtterConfig, build_otter
 
     if cfg.init_from:
         model, tokenizer, image_processor = init_model(cfg.init_from, cfg.model)

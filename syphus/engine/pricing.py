@@ -44,7 +44,9 @@ def price_of(model: str, *, batch: bool = False) -> Price:
     Batch APIs cost half (OpenAI Batch API and Anthropic Message Batches both bill 50%); the
     table's ``*_batches`` prices are used where it has them.
     """
-    if model.startswith(LOCAL_PREFIX):
+    from curation.pretrained import resolve_model
+
+    if model.startswith(LOCAL_PREFIX) or resolve_model(model) is not None:  # weights on this machine
         return Price(0.0, 0.0, True)
     table = _table()
     entry = None

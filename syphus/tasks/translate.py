@@ -18,7 +18,6 @@ left identical to its English source, and every number of two or more digits kep
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -156,10 +155,3 @@ def validate_translation(source: list[SourcePair], translated: list[Pair], lang:
         if problem:
             raise ResponseParseError(f"pair {i} is not {LANGUAGE_NAMES[lang]}: {problem}")
     return translated
-
-
-def dump_pairs_jsonl(pairs: Iterable[SourcePair], path: Path) -> None:
-    """Write pairs in the JSON-lines form ``read`` accepts (handy for tests and hand-offs)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for p in pairs:
-            f.write(json.dumps(p.model_dump(), ensure_ascii=False) + "\n")

@@ -55,6 +55,14 @@ class ServerConfig:
     batch_delay: float = 0.3  # seconds before a submitted batch reports completion
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # A misspelt fault would otherwise never fire, and a fault test would pass without testing.
+        unknown = sorted(set(self.fault_rate) - set(FAULTS)) + [
+            f for f in self.first_faults if f not in FAULTS
+        ]
+        if unknown:
+            raise ValueError(f"unknown fault {unknown[0]!r} (known: {', '.join(FAULTS)})")
+
 
 def sample_latency(spec: str, rng: random.Random) -> float:
     kind, *args = spec.split(":")
@@ -513,12 +521,17 @@ def main() -> None:
     p.add_argument("--retry-after", type=float, default=0.2, help="seconds sent with 429 replies")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    cfg = ServerConfig(
-        latency=a.latency,
-        fault_rate={k: float(v) for k, v in (f.split("=", 1) for f in a.fault)},
-        retry_after=a.retry_after,
-        seed=a.seed,
-    )
+    if any("=" not in f for f in a.fault):
+        p.error("--fault: expected NAME=PROB, e.g. 429=0.05")
+    try:
+        cfg = ServerConfig(
+            latency=a.latency,
+            fault_rate={k: float(v) for k, v in (f.split("=", 1) for f in a.fault)},
+            retry_after=a.retry_after,
+            seed=a.seed,
+        )
+    except ValueError as e:
+        p.error(f"--fault: {e}")
 
     async def serve() -> None:
         runner = web.AppRunner(make_app(cfg), access_log=None, handler_cancellation=True)

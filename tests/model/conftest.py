@@ -5,7 +5,7 @@ import torch
 @pytest.fixture(scope="module")
 def tiny():
     """A tiny Otter (random tiny vision encoder + tiny LLaMA), built once per test module."""
-    from trainer.modeling_otter import build_otter
+    from trainer.model.modeling_otter import build_otter
 
     model, tokenizer, processor = build_otter("tiny")
     model.eval()

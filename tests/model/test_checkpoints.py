@@ -15,7 +15,7 @@ from trainer.checkpoints import (
     map_checkpoint_keys,
     read_state_dict,
 )
-from trainer.modeling_otter import OtterConfig, build_otter, load_otter
+from trainer.model.modeling_otter import OtterConfig, build_otter, load_otter
 
 open_flamingo = pytest.importorskip(
     "open_flamingo", reason="open-flamingo==2.0.1 (the reference implementation) is not installed"

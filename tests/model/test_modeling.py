@@ -10,7 +10,8 @@ from transformers import AutoModelForCausalLM
 
 from schemas.errors import SyphusError
 from tests.model.conftest import open_gates
-from trainer.modeling_otter import OtterConfig, build_otter, causal_lm_loss, load_otter, save_otter
+from trainer.model.loss import token_loss
+from trainer.model.modeling_otter import OtterConfig, build_otter, load_otter, save_otter
 
 PROMPT = "<image>User: What colour is the shape? GPT:<answer> red<|endofchunk|>"
 
@@ -79,7 +80,7 @@ def test_loss_counts_only_supervised_tokens():
     logits = torch.randn(1, 4, 7)
     labels = torch.tensor([[-100, -100, 3, -100]])
     expected = torch.nn.functional.cross_entropy(logits[0, 1:2], labels[0, 2:3])
-    assert torch.allclose(causal_lm_loss(logits, labels), expected)
+    assert torch.allclose(token_loss(logits, labels)[0], expected)
 
 
 def test_zero_gates_equal_plain_language_model(tiny):

@@ -16,7 +16,7 @@ from tests.sweep.conftest import cases, refused
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from trainer.modeling_otter import build_otter, save_otter
+    from trainer.model.modeling_otter import build_otter, save_otter
 
     folder = tmp_path_factory.mktemp("otter") / "model"
     save_otter(folder, *build_otter("tiny"))

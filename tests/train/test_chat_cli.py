@@ -17,7 +17,7 @@ from .helpers import run_cli
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from trainer.modeling_otter import build_otter, save_otter
+    from trainer.model.modeling_otter import build_otter, save_otter
 
     folder = tmp_path_factory.mktemp("otter") / "model"
     model, tok, ip = build_otter("tiny")

@@ -11,8 +11,8 @@ import torch
 from schemas.mix import load_mix
 from trainer.collate import EncodedSample, collate
 from trainer.data import MixStream, StreamOptions, resample_frames
+from trainer.model.loss import token_loss
 from trainer.prompting import IGNORE_INDEX, PromptBuilder, Turn
-from trainer.train import token_loss
 
 from .helpers import draw, row, tiny_processing, write_mimicit, write_shards
 

@@ -64,7 +64,7 @@ def _metrics(out: Path) -> list[dict]:
 
 
 def _matches_one_process(root: Path, out: Path) -> None:
-    from trainer.modeling_otter import OtterForConditionalGeneration
+    from trainer.model.modeling_otter import OtterForConditionalGeneration
 
     one, two = _metrics(root / "one"), _metrics(out)
     assert [r["step"] for r in two] == list(range(1, STEPS + 1))  # once each: nothing duplicated

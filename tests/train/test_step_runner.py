@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     from schemas.train import TrainConfig
     from tests.train.helpers import shapes_vqa, write_shards
     from trainer.data import MixStream, StreamOptions
-    from trainer.modeling_otter import build_otter
+    from trainer.model.modeling_otter import build_otter
     from trainer.prompting import SpecialTokens
     from trainer.train import StepRunner, cosine_with_warmup, deepspeed_config, forward_batch, init_distributed
 

@@ -84,7 +84,7 @@ def test_resume_after_kill_gives_the_same_loss_curve(tmp_path):
 
 
 def test_cli_launcher_zero3_export_loads_and_matches_zero0(tmp_path):
-    from trainer.modeling_otter import OtterForConditionalGeneration
+    from trainer.model.modeling_otter import OtterForConditionalGeneration
 
     mix, cfg3 = _setup(tmp_path, "z3", steps=6, zero=3, save=100)
     _, cfg0 = _setup(tmp_path, "z0", steps=6, zero=0, save=100)

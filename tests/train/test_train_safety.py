@@ -143,7 +143,7 @@ def test_a_loss_that_turns_nan_stops_the_run_and_saves_nothing(tmp_path):
     every step: the run skips max_nonfinite_steps steps, then stops with an error."""
     import torch
 
-    from trainer.modeling_otter import build_otter, save_otter
+    from trainer.model.modeling_otter import build_otter, save_otter
 
     model, tok, ip = build_otter("tiny")
     with torch.no_grad():

