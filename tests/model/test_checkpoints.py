@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from schemas.errors import SyphusError
+from tests.train.helpers import run_cli
 from trainer.checkpoints import (
     convert_checkpoint,
     detect_layout,
@@ -224,7 +225,7 @@ def test_otter_hf_checkpoint_parity(tmp_path, capsys):
     # the weights, the tiny LM's sizes from a model JSON (a real run names the LM's folder).
     (tmp_path / "tiny.json").write_text(json.dumps({"lm": "tiny-llama", "tiny_lm": LM_SIZES}))
     argv = ["convert", str(folder), "--lm", "tiny-llama", "--vision-encoder", f"hf-clip:{clip_dir}"]
-    code, out, err = _run_cli(
+    code, out, err = run_cli(
         [*argv, "--model", str(tmp_path / "tiny.json"), "--out", str(tmp_path / "c")], capsys
     )
     assert code == 0 and "otter layout" in out, err
@@ -278,18 +279,6 @@ def test_checkpoints_load_without_unpickling_objects(tmp_path):
         read_state_dict(tmp_path / "missing.pt")
 
 
-def _run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    from syphus.cli import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_syphus_convert_and_init_from_take_openflamingos_training_checkpoint(
     tiny_open_clip, tmp_path, capsys
 ):
@@ -320,7 +309,7 @@ def test_syphus_convert_and_init_from_take_openflamingos_training_checkpoint(
     vision = f"open_clip:{tiny_open_clip}:{tmp_path / 'clip.safetensors'}"
 
     argv = ["convert", str(tmp_path / "checkpoint.pt"), "--lm", str(lm_dir), "--vision-encoder", vision]
-    code, out, err = _run_cli([*argv, "--out", str(tmp_path / "converted")], capsys)
+    code, out, err = run_cli([*argv, "--out", str(tmp_path / "converted")], capsys)
     assert code == 0, err
     assert "openflamingo layout" in out and "taken from --lm/--vision-encoder" in out
     converted, _, _ = load_otter(tmp_path / "converted")
@@ -345,11 +334,11 @@ def test_syphus_convert_and_init_from_take_openflamingos_training_checkpoint(
     # the wrong LM is named as the likely cause.
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("keep")
-    code, _, err = _run_cli([*argv, "--out", str(tmp_path / "taken")], capsys)
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "taken")], capsys)
     assert code == 1 and "already exists" in err and (tmp_path / "taken" / "mine.txt").read_text() == "keep"
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"perceiver.latents": Payload()}, f)
-    code, out, err = _run_cli(
+    code, out, err = run_cli(
         [
             "convert",
             str(tmp_path / "evil.pt"),
@@ -364,7 +353,7 @@ def test_syphus_convert_and_init_from_take_openflamingos_training_checkpoint(
     )
     assert code == 1 and "weights-only" in err and len(err.strip().splitlines()) == 1
     assert "must never run" not in out + err and not (tmp_path / "e").exists()
-    code, _, err = _run_cli([*argv[:3], "tiny-gpt2", *argv[4:], "--out", str(tmp_path / "g")], capsys)
+    code, _, err = run_cli([*argv[:3], "tiny-gpt2", *argv[4:], "--out", str(tmp_path / "g")], capsys)
     assert (
         code == 1 and "checkpoint.pt" in err and "trained with" in err and len(err.strip().splitlines()) == 1
     )

@@ -49,6 +49,21 @@ def train_env() -> dict:
     return {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
+def start_training(cmd: list[str]):
+    """A training command as its own process session (so one killpg stops all it started), with
+    stderr piped for the test's assertions."""
+    import subprocess
+
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=train_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
 # The exporter's own schemas, so these test shards cannot drift from what it writes.
 from curation.shards_export import IMAGES_SCHEMA  # noqa: E402
 from curation.shards_export import INSTRUCTION_SCHEMA as PART_SCHEMA  # noqa: E402

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .helpers import REPO, shapes_vqa, train_env, write_shards
+from .helpers import REPO, shapes_vqa, start_training, train_env, write_shards
 
 pytestmark = pytest.mark.slow
 
@@ -66,14 +66,7 @@ def test_second_trainer_refused_and_parent_kill_stops_the_ranks(tmp_path):
     out = tmp_path / "run"
     cmd = _cli_train(mix, cfg, out)
     # Its own session, so that whatever this test leaves behind is stopped by one killpg.
-    first = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=train_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    first = start_training(cmd)
     try:
         deadline = time.time() + 240
         while len(_steps(out)) < 2 and first.poll() is None and time.time() < deadline:

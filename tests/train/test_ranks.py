@@ -20,7 +20,7 @@ import torch
 
 from trainer.net import free_port
 
-from .helpers import REPO, run_python, shapes_vqa, train_env, write_shards
+from .helpers import REPO, run_python, shapes_vqa, start_training, train_env, write_shards
 
 pytestmark = pytest.mark.slow
 
@@ -89,14 +89,7 @@ def test_two_cpu_ranks_at_zero2_train_like_one_process(reference):
 
 def test_two_cpu_ranks_at_zero3_resume_after_the_group_is_killed(reference):
     cmd, out = _two_ranks(reference, zero=3)
-    run = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=train_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    run = start_training(cmd)
     try:
         latest = out / "checkpoints" / "latest"
         deadline = time.time() + 400
