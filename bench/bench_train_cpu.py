@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from schemas.mix import MixConfig  # noqa: E402
 from schemas.train import TrainConfig  # noqa: E402
-from tests.train.helpers import shapes_vqa, write_shards  # noqa: E402
+from tests.trainer.train.helpers import shapes_vqa, write_shards  # noqa: E402
 from trainer.data import MixStream, StreamOptions  # noqa: E402
 from trainer.model.loss import token_loss  # noqa: E402
 from trainer.model.modeling_otter import build_otter  # noqa: E402
