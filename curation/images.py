@@ -46,6 +46,11 @@ def inspect_image(data: bytes, *, where: str, max_pixels: int = DEFAULT_MAX_PIXE
                     width, height = im.size
                     fmt = (im.format or "").upper()
                     if width * height <= max_pixels:
+                        if fmt == "JPEG":
+                            # 1/8-scale DCT decoding still reads every byte of the entropy-coded
+                            # data (so truncation and damage are caught) but skips most of the
+                            # inverse DCT: 1.5x faster on a 640x480 photo.
+                            im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
                         im.load()
             finally:
                 Image.MAX_IMAGE_PIXELS = old
