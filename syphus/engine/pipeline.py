@@ -165,6 +165,12 @@ def load_annotations(task: Task, paths: Iterable[Path], limit: int | None) -> Lo
     return out
 
 
+def images_note(n: int) -> dict:
+    """The text part put before the images of a task written for annotations alone."""
+    what = "The image of this annotation is" if n == 1 else f"The {n} images of this annotation are"
+    return {"type": "text", "text": f"{what} attached below, in order. Use what you see in them as well as the text above."}  # fmt: skip
+
+
 def keep_with_images(
     anns: list[Annotation], source: ImageSource, loaded: Loaded | None = None
 ) -> list[Annotation]:
@@ -204,7 +210,9 @@ def build_requests(
         extra_tokens = 0
         if images is not None and ann.image_ids:
             parts = [images.part(i) for i in ann.image_ids]
-            msgs = with_images(msgs, parts)
+            # a text task's prompt says it sees no pixels: tell it that now it does
+            note = [] if getattr(task, "wants_images", False) else [images_note(len(parts))]
+            msgs = with_images(msgs, note + parts)
             extra_tokens = sum(image_tokens(p, family) for p in parts)
         key = request_key(model, msgs, params)
         if key in by_key:
@@ -627,7 +635,8 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
     is skipped and counted before anything is sent."""
     wants_images = opts.images_wanted(task)
     if wants_images:
-        require_images(opts.model, opts.backend, opts.api_base)
+        option = "--with-images" if opts.with_images else f"--task {task.name} (it sends images)"
+        require_images(opts.model, opts.backend, opts.api_base, option)
     loaded = load_annotations(task, paths, opts.limit)
     anns = loaded.annotations
     if not anns:
