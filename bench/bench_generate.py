@@ -50,7 +50,7 @@ PARAMS = {"temperature": 0.7, "max_tokens": 64}
 class Server:
     """The test server in its own process (its own core), so the client is measured alone."""
 
-    def __init__(self, latency: str, tmp: Path):
+    def __init__(self, latency: str, tmp: Path, *args: str):
         port_file = tmp.resolve() / f"port-{os.getpid()}-{random.random()}"
         self.proc = subprocess.Popen(
             [
@@ -61,6 +61,7 @@ class Server:
                 latency,
                 "--port-file",
                 str(port_file),
+                *args,
             ],
             stdout=subprocess.DEVNULL,
             cwd=ROOT,

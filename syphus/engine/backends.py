@@ -180,14 +180,15 @@ class HttpBackend:
     async def complete(self, req: ChatRequest) -> Completion:
         import aiohttp
 
-        from syphus.engine.images import openai_messages
+        from syphus.engine.images import openai_body
 
         session = self._session or self._open()
-        messages = openai_messages(req.messages, self.images)
-        body = {"model": self.wire_model(req.model), "messages": messages, **req.params}
+        body = openai_body(
+            {"model": self.wire_model(req.model), "messages": req.messages, **req.params}, self.images
+        )
         where = self.url
         try:
-            async with session.post(where, data=json.dumps(body, ensure_ascii=False).encode()) as resp:
+            async with session.post(where, data=body) as resp:
                 status = resp.status
                 raw = await resp.read()
                 retry_after = resp.headers.get("Retry-After")

@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import math
+import re
 import threading
 import warnings
 from collections import OrderedDict
@@ -133,7 +135,7 @@ class ImageSource:
         max_side: int = 768,
         detail: str = "auto",
         cache_items: int = 4096,
-        cache_bytes: int = 512 << 20,
+        cache_bytes: int = 256 << 20,
     ):
         if detail not in DETAILS:
             raise SyphusError(f"--image-detail: unknown value '{detail}' (choose from {', '.join(DETAILS)})")
@@ -146,9 +148,9 @@ class ImageSource:
         self.cache_bytes = cache_bytes
         self._parts: dict[str, dict] = {}  # image id -> part (shared by every request using it)
         self._origin: dict[str, str | bytes] = {}  # sent sha -> corpus image id, or the caller's bytes
+        # sent sha -> the base64 of the bytes to send: what every provider form needs, made once
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cached_bytes = 0
-        self._b64: OrderedDict[str, str] = OrderedDict()  # base64 of the parts of requests in flight
         self._lock = threading.Lock()
         self.encodes = 0  # downscale + encode operations (figures for tests and the benchmark)
         self.reads = 0  # image reads from the corpus
@@ -272,6 +274,7 @@ class ImageSource:
         if sha in self._cache:
             self._cache.move_to_end(sha)
             return
+        data = base64.b64encode(data)
         self._cache[sha] = data
         self._cached_bytes += len(data)
         while self._cache and (len(self._cache) > self.cache_items or self._cached_bytes > self.cache_bytes):
@@ -280,6 +283,10 @@ class ImageSource:
 
     def payload(self, sha256: str) -> bytes:
         """The bytes to send for a part: from the cache, else read (and re-encoded) again."""
+        return base64.b64decode(self.b64_bytes(sha256))
+
+    def b64_bytes(self, sha256: str) -> bytes:
+        """Base64 of the bytes to send, as ASCII bytes: cached, so a retry costs nothing."""
         with self._lock:
             data = self._cache.get(sha256)
             if data is not None:
@@ -301,21 +308,11 @@ class ImageSource:
             )
         with self._lock:
             self._put(sha256, sent)
-        return sent
+            return self._cache[sha256]
 
     def b64(self, sha256: str) -> str:
-        """Base64 of the payload; kept for the most recent parts so a retry does not redo it."""
-        with self._lock:
-            s = self._b64.get(sha256)
-            if s is not None:
-                self._b64.move_to_end(sha256)
-                return s
-        s = base64.b64encode(self.payload(sha256)).decode("ascii")
-        with self._lock:
-            self._b64[sha256] = s
-            while len(self._b64) > 1024:
-                self._b64.popitem(last=False)
-        return s
+        """Base64 of the bytes to send, as text."""
+        return self.b64_bytes(sha256).decode("ascii")
 
     def data_url(self, part: dict) -> str:
         return f"data:{part['media_type']};base64,{self.b64(part['sha256'])}"
@@ -366,6 +363,44 @@ def _need(source: ImageSource | None) -> ImageSource:
     if source is None:
         raise SyphusError("a request carries images but the backend was given no ImageSource (images=...)")
     return source
+
+
+_SLOT = "\x00syphus-image-{}\x00"  # JSON writes the NULs as \u0000: no text can be mistaken for it
+_SLOT_RE = re.compile(rb"\\u0000syphus-image-(\d+)\\u0000")
+
+
+def openai_body(body: dict[str, Any], source: ImageSource | None) -> bytes:
+    """The JSON bytes of an OpenAI chat body whose messages may carry image parts.
+
+    Each image's base64 is spliced into the serialized JSON instead of going through the JSON
+    encoder: scanning ~130 kB of base64 per request was most of the client's CPU per image."""
+    messages = body["messages"]
+    if not has_images(messages):
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+    parts: list[dict] = []
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if type(content) is not list:
+            out.append(m)
+            continue
+        blocks = []
+        for b in content:
+            if b.get("type") == "image":
+                blocks.append({"type": "image_url",
+                               "image_url": {"url": _SLOT.format(len(parts)), "detail": b.get("detail", "auto")}})  # fmt: skip
+                parts.append(b)
+            else:
+                blocks.append(b)
+        out.append({**m, "content": blocks})
+    raw = json.dumps({**body, "messages": out}, ensure_ascii=False).encode("utf-8")
+    src = _need(source)
+
+    def url(match: re.Match) -> bytes:
+        p = parts[int(match.group(1))]
+        return b"data:" + p["media_type"].encode() + b";base64," + src.b64_bytes(p["sha256"])
+
+    return _SLOT_RE.sub(url, raw)
 
 
 def openai_messages(messages: list[dict], source: ImageSource | None) -> list[dict]:

@@ -56,6 +56,9 @@ class ServerConfig:
     api_key: str | None = None  # when set, requests must carry "Authorization: Bearer <key>"
     echo_credentials: bool = False  # error messages quote the Authorization header back, as some servers do
     batch_delay: float = 0.3  # seconds before a submitted batch reports completion
+    # False: image parts are not decoded (no IMAGE lines, no 400) and requests are counted by the
+    # hash of their raw bytes; for benchmarks of the client, where decoding would time the server
+    inspect_images: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -176,7 +179,7 @@ def image_lines(messages: list[dict]) -> list[str]:
     return out
 
 
-def answer_for(messages: list[dict]) -> str:
+def answer_for(messages: list[dict], *, images: bool = True) -> str:
     """The deterministic reply: two Q/A pairs derived from the last user message (or, for a
     translate-task query, its pairs in a pseudo-translation), and a third pair stating each
     image's size and mean colour when the request carries images."""
@@ -189,7 +192,7 @@ def answer_for(messages: list[dict]) -> str:
     words = str(user).split()
     head = " ".join(words[:8]) or "nothing"
     tag = hashlib.sha1(str(user).encode()).hexdigest()[:8]
-    images = image_lines(messages)
+    images = image_lines(messages) if images else []
     seen = f"Q: What do the images show?\nA: {'; '.join(images)}\n" if images else ""
     return (
         f"Q: What does the annotation say first?\nA: It begins with: {head}.\n"
@@ -303,7 +306,7 @@ def make_app(cfg: ServerConfig) -> web.Application:
             body = json.loads(raw)
         except ValueError:
             return _openai_error(400, "could not parse the JSON body of your request")
-        key = body_key(body)
+        key = body_key(body) if cfg.inspect_images else hashlib.sha256(raw).hexdigest()
         attempt = st.requests[key]
         st.requests[key] += 1
         st.total += 1
@@ -339,7 +342,7 @@ def make_app(cfg: ServerConfig) -> web.Application:
             )
         model = str(body.get("model"))
         try:
-            text = answer_for(messages)
+            text = answer_for(messages, images=cfg.inspect_images)
         except BadImage as e:
             return _openai_error(400, f"Invalid image: {e}", "invalid_image")
         ptok = _prompt_tokens(messages)
@@ -601,6 +604,11 @@ def main() -> None:
     p.add_argument("--fault", action="append", default=[], help="NAME=PROB, e.g. 429=0.05 (repeatable)")
     p.add_argument("--retry-after", type=float, default=0.2, help="seconds sent with 429 replies")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-inspect-images",
+        action="store_true",
+        help="do not decode image parts (no IMAGE lines); count requests by their raw bytes",
+    )
     a = p.parse_args()
     if any("=" not in f for f in a.fault):
         p.error("--fault: expected NAME=PROB, e.g. 429=0.05")
@@ -610,6 +618,7 @@ def main() -> None:
             fault_rate={k: float(v) for k, v in (f.split("=", 1) for f in a.fault)},
             retry_after=a.retry_after,
             seed=a.seed,
+            inspect_images=not a.no_inspect_images,
         )
     except ValueError as e:
         p.error(f"--fault: {e}")
