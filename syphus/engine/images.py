@@ -148,8 +148,8 @@ class ImageSource:
         self.cache_bytes = cache_bytes
         self._parts: dict[str, dict] = {}  # image id -> part (shared by every request using it)
         self._origin: dict[str, str | bytes] = {}  # sent sha -> corpus image id, or the caller's bytes
-        # sent sha -> the base64 of the bytes to send: what every provider form needs, made once
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        # sent sha -> (bytes to send, whether already base64): every provider form needs base64
+        self._cache: OrderedDict[str, tuple[bytes, bool]] = OrderedDict()
         self._cached_bytes = 0
         self._lock = threading.Lock()
         self.encodes = 0  # downscale + encode operations (figures for tests and the benchmark)
@@ -223,13 +223,14 @@ class ImageSource:
         return part
 
     def _prepare(self, data: bytes, where: str, recorded_sha: str | None, origin: str | bytes) -> dict:
-        if recorded_sha is not None and hashlib.sha256(data).hexdigest() != recorded_sha:
+        data_sha = hashlib.sha256(data).hexdigest()
+        if recorded_sha is not None and data_sha != recorded_sha:
             raise ImageError(
                 f"{where}: its bytes in the corpus no longer match the sha256 recorded at import",
                 reason="image corrupt in the corpus",
             )
         sent, width, height, media_type = self._encode(data, where)
-        sha = hashlib.sha256(sent).hexdigest()
+        sha = data_sha if sent is data else hashlib.sha256(sent).hexdigest()
         with self._lock:
             self._origin.setdefault(sha, origin)
             self._put(sha, sent)
@@ -270,29 +271,49 @@ class ImageSource:
 
     # -- bytes -------------------------------------------------------------------------------
 
-    def _put(self, sha: str, data: bytes) -> None:
-        if sha in self._cache:
-            self._cache.move_to_end(sha)
-            return
-        data = base64.b64encode(data)
-        self._cache[sha] = data
+    def _put(self, sha: str, data: bytes, *, b64: bool = False) -> None:
+        """Cache the bytes to send (raw when planned, base64 once sent: the plan stays cheap and
+        the base64 is made once, when first needed)."""
+        old = self._cache.pop(sha, None)
+        if old is not None:
+            self._cached_bytes -= len(old[0])
+            if old[1] and not b64:
+                data, b64 = old
+        self._cache[sha] = (data, b64)
         self._cached_bytes += len(data)
         while self._cache and (len(self._cache) > self.cache_items or self._cached_bytes > self.cache_bytes):
-            _, old = self._cache.popitem(last=False)
-            self._cached_bytes -= len(old)
+            _, (gone, _) = self._cache.popitem(last=False)
+            self._cached_bytes -= len(gone)
 
     def payload(self, sha256: str) -> bytes:
         """The bytes to send for a part: from the cache, else read (and re-encoded) again."""
+        with self._lock:
+            hit = self._cache.get(sha256)
+        if hit is not None:
+            return base64.b64decode(hit[0]) if hit[1] else hit[0]
         return base64.b64decode(self.b64_bytes(sha256))
 
     def b64_bytes(self, sha256: str) -> bytes:
         """Base64 of the bytes to send, as ASCII bytes: cached, so a retry costs nothing."""
         with self._lock:
-            data = self._cache.get(sha256)
-            if data is not None:
+            hit = self._cache.get(sha256)
+            if hit is not None:
                 self._cache.move_to_end(sha256)
-                return data
+                if hit[1]:
+                    return hit[0]
+                raw = hit[0]
+            else:
+                raw = None
             origin = self._origin.get(sha256)
+        if raw is None:
+            raw = self._reread(sha256, origin)
+        data = base64.b64encode(raw)
+        with self._lock:
+            self._put(sha256, data, b64=True)
+        return data
+
+    def _reread(self, sha256: str, origin: str | bytes | None) -> bytes:
+        """The bytes to send for a part that left the cache: read (and downscaled) again."""
         if origin is None:
             raise SyphusError(f"image sha256 {sha256[:12]}...: not prepared by this ImageSource")
         if isinstance(origin, str):
@@ -306,9 +327,7 @@ class ImageSource:
             raise ImageError(
                 f"{where}: changed since the run was planned", reason="image changed during the run"
             )
-        with self._lock:
-            self._put(sha256, sent)
-            return self._cache[sha256]
+        return sent
 
     def b64(self, sha256: str) -> str:
         """Base64 of the bytes to send, as text."""
