@@ -51,9 +51,9 @@ PARAMS = {"temperature": 0.7, "max_tokens": 64}
 class Server(ServerProcess):
     """The test server in its own process (its own core), so the client is measured alone."""
 
-    def __init__(self, latency: str, tmp: Path):
+    def __init__(self, latency: str, tmp: Path, *args: str):
         super().__init__(
-            "--latency", latency, port_file=tmp.resolve() / f"port-{os.getpid()}-{random.random()}"
+            "--latency", latency, *args, port_file=tmp.resolve() / f"port-{os.getpid()}-{random.random()}"
         )
         self.base = self.base_url
 

@@ -18,6 +18,7 @@ from typing import Any
 from curation.store import Corpus
 from schemas.progress import Progress
 from syphus.engine.backends import ChatRequest, Completion
+from syphus.engine.images import ImageSource, image_parts, image_tokens, require_images
 from syphus.engine.pipeline import GenerateOptions, RequestRun
 from syphus.engine.pricing import estimate_tokens
 from syphus.engine.requestlog import Ingest, request_key
@@ -66,7 +67,7 @@ class _Asking(RequestRun):
 
     label = "ask"
 
-    def __init__(self, corpus: Corpus, opts: GenerateOptions, progress: Progress | None, *, images: Any,
+    def __init__(self, corpus: Corpus, opts: GenerateOptions, progress: Progress | None, *, images: ImageSource | None,
                  warn: Callable[[str], None] | None, deliver: Callable[[str, Reply], None]):  # fmt: skip
         super().__init__(corpus, opts, progress, images=images, warn=warn)
         self.deliver = deliver
@@ -83,7 +84,7 @@ class _Asking(RequestRun):
             self.deliver(o.req.key, Reply(o.req.key, c.text, None, c.finish_reason, False))
 
 
-def ask(prompts: list[Prompt], *, store: Corpus | Path, opts: GenerateOptions, images: Any = None,
+def ask(prompts: list[Prompt], *, store: Corpus | Path, opts: GenerateOptions, images: ImageSource | None = None,
         progress: Progress | None = None, on_reply: Callable[[Prompt, Reply], None] | None = None,
         warn: Callable[[str], None] | None = None) -> AskResult:  # fmt: skip
     """Answer every prompt, from the request log of ``store`` where it holds the reply, else by a
@@ -92,16 +93,19 @@ def ask(prompts: list[Prompt], *, store: Corpus | Path, opts: GenerateOptions, i
     a fatal backend error (bad key, unknown model, every endpoint down) is raised. With
     ``--max-cost`` spent, the prompts not sent come back with an error saying so and the
     summary's status is ``budget``. ``on_reply`` hears of each reply as it is known (cached
-    ones first); ``images`` is the ImageSource that holds the bytes of image parts."""
+    ones first); ``images`` is the ImageSource that made the prompts' image parts and holds their
+    bytes. Prompts with images to a model that cannot take them are refused before any request."""
+    if any(image_parts(p.messages) for p in prompts):
+        require_images(opts.model, opts.backend, opts.api_base, "the images of these prompts")
     if isinstance(store, Corpus):
         return _ask(prompts, store, opts, images, progress, on_reply, warn)
     with Corpus(Path(store)) as corpus:
         return _ask(prompts, corpus, opts, images, progress, on_reply, warn)
 
 
-def _ask(prompts: list[Prompt], corpus: Corpus, opts: GenerateOptions, images: Any, progress: Progress | None,
+def _ask(prompts: list[Prompt], corpus: Corpus, opts: GenerateOptions, images: ImageSource | None, progress: Progress | None,
          on_reply: Callable[[Prompt, Reply], None] | None, warn: Callable[[str], None] | None) -> AskResult:  # fmt: skip
-    params = opts.params()
+    params, family = opts.params(), opts.image_family()
     keys = [prompt_key(opts.model, p, params) for p in prompts]
     asking: dict[str, list[int]] = {}  # key -> positions of the prompts that share it
     for i, k in enumerate(keys):
@@ -122,7 +126,7 @@ def _ask(prompts: list[Prompt], corpus: Corpus, opts: GenerateOptions, images: A
     todo = [
         ChatRequest(key=k, model=opts.model, messages=prompts[pos[0]].messages, params=dict(params),
                     task=prompts[pos[0]].task, source_id=prompts[pos[0]].source_id,
-                    est_prompt_tokens=estimate_tokens(prompts[pos[0]].messages))
+                    est_prompt_tokens=_estimate(prompts[pos[0]].messages, family))
         for k, pos in asking.items()
         if k not in cached
     ]  # fmt: skip
@@ -135,6 +139,11 @@ def _ask(prompts: list[Prompt], corpus: Corpus, opts: GenerateOptions, images: A
         if replies[pos[0]] is None:  # the budget stopped the run before this one went out
             deliver(k, Reply(k, None, NOT_SENT_BUDGET, None, False))
     return AskResult([r for r in replies if r is not None], summary)
+
+
+def _estimate(messages: list[dict], family: str) -> int:
+    """Prompt tokens before sending (for --max-cost): text, and each image by its provider's rule."""
+    return estimate_tokens(messages) + sum(image_tokens(p, family) for p in image_parts(messages))
 
 
 def _config_of(opts: GenerateOptions, n: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from curation.store import Corpus
+from schemas.errors import SyphusError
 from syphus.engine.ask import NOT_SENT_BUDGET, Prompt, ask
 from syphus.engine.backends import FatalBackendError
 from syphus.engine.pipeline import GenerateOptions
@@ -155,3 +156,52 @@ def test_ask_uses_an_open_corpus_and_leaves_its_pairs_alone(serve, tmp_path):
     con = duckdb.connect(str(tmp_path / "c" / "corpus.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM requests WHERE ingested").fetchone()[0] == 2
     con.close()
+
+
+def _png(colour: tuple[int, int, int], size=(64, 48)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_ask_with_images_sends_each_prompt_its_own_image_and_caches_by_content(serve, tmp_path):
+    from syphus.engine.images import ImageSource, with_images
+
+    srv = serve()
+    source = ImageSource()
+    red, blue = _png((255, 0, 0)), _png((0, 0, 255))
+
+    def image_prompt(data: bytes) -> Prompt:
+        msgs = [{"role": "user", "content": "What colour is this?"}]
+        return Prompt("eval:colours", with_images(msgs, [source.part_from_bytes(data)]))
+
+    res = ask([image_prompt(red), image_prompt(blue)], store=tmp_path / "c", opts=opts(srv), images=source)
+    assert res.status == "done"
+    assert "IMAGE 1: 64x48 mean=(255,0,0)" in res.replies[0].text
+    assert "IMAGE 1: 64x48 mean=(0,0,255)" in res.replies[1].text
+    # the same bytes from a fresh source: the same key, answered from the log
+    source = ImageSource()
+    again = ask([image_prompt(bytes(red))], store=tmp_path / "c", opts=opts(srv), images=source)
+    assert again.replies[0].cached and again.replies[0].key == res.replies[0].key
+    assert srv.state.total == 2
+
+
+def test_ask_refuses_images_for_a_text_only_model(tmp_path):
+    from syphus.engine.images import ImageSource, with_images
+
+    source = ImageSource()
+    msgs = with_images(
+        [{"role": "user", "content": "What is this?"}], [source.part_from_bytes(_png((1, 2, 3)))]
+    )
+    with pytest.raises(SyphusError, match="cannot take images; drop the images of these prompts"):
+        ask(
+            [Prompt("x", msgs)],
+            store=tmp_path / "c",
+            opts=GenerateOptions(model="local/smollm2-135m"),
+            images=source,
+        )
+    assert not (tmp_path / "c").exists()  # refused before anything was written
