@@ -12,6 +12,7 @@ the request log and resume work as with one server.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,6 +79,11 @@ class EndpointPool:
             if isinstance(e, EndpointDown):  # fatal for one server, not for the pool
                 raise EndpointFailure(str(e)) from e
             raise  # the server failed, not the request: the scheduler retries it, on the others
+        except asyncio.CancelledError:
+            # the scheduler's --timeout gave up on it: a hung server must not keep a share of the
+            # requests in flight forever (a stopping run cancels too; then the count is moot)
+            self._failed(ep, f"timeout from {ep.base}", stopping=True)
+            raise
         except FatalBackendError:
             raise  # a bad key or an unknown model is wrong on every server alike
         except Exception:
@@ -89,7 +95,10 @@ class EndpointPool:
         ep.done += 1
         return c
 
-    def _failed(self, ep: Endpoint, error: str) -> None:
+    def _failed(self, ep: Endpoint, error: str, *, stopping: bool = False) -> None:
+        """Count a failure of ``ep``; drain it at ``drain_after`` in a row. With every server
+        drained, raise the run's fatal error (or, while a cancellation unwinds, leave it to the
+        next request)."""
         ep.streak += 1
         ep.last_error = error
         if ep.drained or ep.streak < self.drain_after:
@@ -97,6 +106,8 @@ class EndpointPool:
         ep.drained = True
         live = [e for e in self.endpoints if not e.drained]
         if not live:
+            if stopping:
+                return
             raise self._all_down()
         if self.warn is not None:
             self.warn(

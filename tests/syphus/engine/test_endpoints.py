@@ -157,3 +157,18 @@ def test_test_server_cap_makes_requests_beyond_it_wait(serve, tmp_path):
         opts = GenerateOptions(model="m", api_base=srv.base_url, concurrency=6)
         walls[cap] = ask(ps, store=tmp_path / f"cache-{cap}", opts=opts).summary["wall_s"]
     assert walls[2] - walls[None] >= 0.4  # 3 rounds of 2 instead of 6 at once: 0.6 s more
+
+
+def test_a_hung_server_is_drained_by_timeouts(serve, notes, tmp_path):
+    ok, hung = serve(), serve(fault_rate={"hang": 1.0}, hang_s=30)
+    corpus = tmp_path / "c"
+    args = generate_args(
+        notes(30), corpus, [hung.base_url, ok.base_url], "--concurrency", "4", "--timeout", "0.3"
+    )
+    t0 = time.monotonic()
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert f"{hung.base_url}: drained after 5 failures in a row (last: timeout from" in " ".join(
+        r.stderr.split()
+    )
+    assert done_requests(corpus) == (30, 60) and time.monotonic() - t0 < 30
