@@ -37,7 +37,7 @@ API_BASE_HELP = (
     "key from SYPHUS_API_KEY. Repeat it for several servers of the same model: requests go to the one "
     "with the fewest in flight, and a server that keeps failing is drained."
 )
-API_BASE = typer.Option(None, "--api-base", help=API_BASE_HELP)
+API_BASE = typer.Option(None, "--api-base", help=API_BASE_HELP, metavar="URL")
 
 
 def endpoint_options(api_base: list[str] | None) -> dict:
