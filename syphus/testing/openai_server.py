@@ -3,7 +3,9 @@
 Serves ``/v1/chat/completions``, ``/v1/models``, the OpenAI Batch API (``/v1/files``,
 ``/v1/batches``) and the Anthropic Message Batches API (``/v1/messages/batches``) on
 127.0.0.1. Replies are deterministic functions of the question (``Q: ...`` / ``A: ...`` lines
-built from the last user message), so a client can check it got the right answer.
+built from the last user message), so a client can check it got the right answer. A request
+with a ``response_format`` json_schema gets JSON of that schema instead (``structured_answer``:
+integer fields from ``SCORE:<n>`` in the message, else from its hash).
 
 Every request is counted per key (sha256 of the canonical request body), so a test can see
 whether anything was asked twice. Faults:
@@ -133,6 +135,67 @@ def answer_for(messages: list[dict]) -> str:
         f"Q: What does the annotation say first?\nA: It begins with: {head}.\n"
         f"Q: What is the tag of this annotation?\nA: The tag is {tag}.\n"
     )
+
+
+_SCORE_MARK = re.compile(r"SCORE:(-?\d+)")
+
+
+def _user_text(messages: list[dict]) -> str:
+    user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+    if isinstance(user, list):
+        user = " ".join(b.get("text", "") for b in user if isinstance(b, dict))
+    return str(user)
+
+
+def derived_int(text: str, lo: int, hi: int) -> int:
+    """The integer the server gives a schema's integer field in [lo, hi]: ``SCORE:<n>`` in the
+    user message when present (clamped), else a hash of the message. Tests compute the same."""
+    m = _SCORE_MARK.search(text)
+    if m:
+        return max(lo, min(hi, int(m.group(1))))
+    return lo + int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) % (hi - lo + 1)
+
+
+def structured_answer(schema: dict, messages: list[dict]) -> str:
+    """JSON that fits a ``response_format`` json_schema, derived from the last user message:
+    integers by ``derived_int`` within the field's bounds, strings naming the field and the
+    message's first words, arrays of ``minItems`` (at least 2) items, ``$ref`` followed."""
+    user = _user_text(messages)
+    defs = schema.get("$defs") or schema.get("definitions") or {}
+    head = " ".join(user.split()[:6]) or "nothing"
+
+    def build(node: dict, name: str) -> object:
+        if "$ref" in node:
+            node = defs[node["$ref"].rsplit("/", 1)[-1]]
+        if "anyOf" in node:
+            node = next((n for n in node["anyOf"] if n.get("type") != "null"), node["anyOf"][0])
+        if "enum" in node:
+            return node["enum"][0]
+        kind = node.get("type")
+        if kind == "object":
+            return {k: build(v, k) for k, v in (node.get("properties") or {}).items()}
+        if kind == "array":
+            return [
+                build(node.get("items") or {}, f"{name}{i}") for i in range(max(2, node.get("minItems", 0)))
+            ]
+        if kind == "integer":
+            return derived_int(user, int(node.get("minimum", 0)), int(node.get("maximum", 100)))
+        if kind == "number":
+            return float(derived_int(user, int(node.get("minimum", 0)), int(node.get("maximum", 100))))
+        if kind == "boolean":
+            return True
+        return f"{name} for: {head}"
+
+    return json.dumps(build(schema, "value"), ensure_ascii=False)
+
+
+def reply_for(body: dict) -> str:
+    """The reply to a request body: JSON of its ``response_format`` schema when it asks for one."""
+    rf = body.get("response_format")
+    messages = body.get("messages") or []
+    if isinstance(rf, dict) and rf.get("type") == "json_schema":
+        return structured_answer((rf.get("json_schema") or {}).get("schema") or {}, messages)
+    return answer_for(messages)
 
 
 def _ntokens(text: str) -> int:
@@ -271,7 +334,7 @@ def make_app(cfg: ServerConfig) -> web.Application:
                 body=b'{"id": "chatcmpl-x", "choices": [{"message": ', content_type="application/json"
             )
         model = str(body.get("model"))
-        text = answer_for(messages)
+        text = reply_for(body)
         ptok = _prompt_tokens(messages)
         if fault == "empty":
             return web.json_response(_chat_body(model, "", "stop", ptok))
@@ -325,7 +388,7 @@ def make_app(cfg: ServerConfig) -> web.Application:
             return {"id": uuid.uuid4().hex, "custom_id": line["custom_id"], "response": None,
                     "error": {"code": "server_error", "message": "injected failure"}}  # fmt: skip
         st.completed[key] += 1
-        resp = _chat_body(str(body.get("model")), answer_for(messages), "stop", _prompt_tokens(messages))
+        resp = _chat_body(str(body.get("model")), reply_for(body), "stop", _prompt_tokens(messages))
         return {"id": uuid.uuid4().hex, "custom_id": line["custom_id"],
                 "response": {"status_code": 200, "body": resp}, "error": None}  # fmt: skip
 
