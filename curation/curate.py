@@ -246,6 +246,13 @@ def unflag(corpus, *, flag: str | None = None, run_id: str | None = None) -> int
     return corpus.clear_flags(flag=flag, run_id=run_id)
 
 
+def check_min_score(min_score: float) -> None:
+    import math
+
+    if not isinstance(min_score, int | float) or not math.isfinite(min_score):
+        raise SyphusError(f"--min-score: must be a finite number on the rubric's scale (got {min_score})")
+
+
 @dataclass
 class ScoreCurateResult:
     run_id: str | None
@@ -260,10 +267,7 @@ def flag_low_scores(
 ) -> ScoreCurateResult:
     """Flag ``low_score`` every pair whose most recent verdict (of ``judge``, when given) is below
     ``min_score`` on the rubric's scale. Pairs without a verdict are left alone."""
-    import math
-
-    if not isinstance(min_score, int | float) or not math.isfinite(min_score):
-        raise SyphusError(f"--min-score: must be a finite number on the rubric's scale (got {min_score})")
+    check_min_score(min_score)
     judges = corpus.score_judges()
     if not judges:
         raise SyphusError(

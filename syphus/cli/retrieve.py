@@ -244,6 +244,8 @@ def curate_cmd(
     from syphus.cli.ui import progress_bar
 
     con = Console()
+    if min_score is not None:
+        cur.check_min_score(min_score)  # before the corpus is opened: a bad value changes nothing
     with _open(corpus) as c:
         if unflag or unflag_run:
             n = cur.unflag(c, flag=None if unflag in (None, "all") else unflag, run_id=unflag_run)

@@ -47,9 +47,14 @@ class GenerateOptions:
     max_attempts: int = 6
     poll_interval: float = 30.0
     task_options: dict[str, Any] = field(default_factory=dict)
+    # structured output (syphus/engine/structured.py): sent as is and part of the request key
+    response_format: dict[str, Any] | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        p: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.response_format is not None:
+            p["response_format"] = self.response_format
+        return p
 
 
 # -- tasks and requests ------------------------------------------------------------------------
