@@ -81,7 +81,9 @@ def bench(n: int, tmp: Path) -> dict:
     srv = Server(tmp)
     try:
         notes = write_notes(tmp / "notes.jsonl", n, prefix="g")
-        gopts = GenerateOptions(model="m", api_base=srv.base, concurrency=CONCURRENCY, max_tokens=64, timeout=60)
+        gopts = GenerateOptions(
+            model="m", api_base=srv.base, concurrency=CONCURRENCY, max_tokens=64, timeout=60
+        )
         gen = generate(EchoTask(), [notes], tmp / "gen", gopts)
 
         corpus = tmp / "judge"
@@ -115,10 +117,16 @@ def bench(n: int, tmp: Path) -> dict:
             "target_pairs_per_s": 2000,
             "meets_target": first["pairs_per_s"] >= 2000,
         },
-        "2_rerun_same_rubric": {"requests_sent": resent, "already_scored": again["already_scored"],
-                                "wall_s": again_wall},  # fmt: skip
-        "3_rebuilt_from_request_log": {"requests_sent": resent, "scored": rebuilt["scored"],
-                                       "pairs_per_s": rebuilt["pairs_per_s"]},  # fmt: skip
+        "2_rerun_same_rubric": {
+            "requests_sent": resent,
+            "already_scored": again["already_scored"],
+            "wall_s": again_wall,
+        },  # fmt: skip
+        "3_rebuilt_from_request_log": {
+            "requests_sent": resent,
+            "scored": rebuilt["scored"],
+            "pairs_per_s": rebuilt["pairs_per_s"],
+        },  # fmt: skip
     }
 
 

@@ -129,13 +129,43 @@ def test_kill9_mid_score_then_resume_loses_no_reply_and_pays_none_twice(serve, t
         time.sleep(0.01)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    answered_before = sum(srv.state.completed.values())
-    assert 0 < answered_before < 600  # killed mid-run
+    received = received_before_kill(corpus, srv)
+    assert 0 < len(received) < 600  # killed mid-run
+    asked = {k: srv.state.requests[k] for k in received.values()}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert srv.duplicates() == 0  # no reply paid twice
-    assert sum(srv.state.completed.values()) <= 600 + 8  # at most the in-flight ones resent
-    assert {r[0]: r[3] for r in stored_scores(corpus)} == {k: float(v) for k, v in want.items()}
+    assert all(srv.state.requests[k] == n for k, n in asked.items())  # no received reply asked again
+    assert srv.duplicates() <= 8  # only what was in flight at the kill went out again
+    assert {r[0]: r[3] for r in stored_scores(corpus)} == {k: float(v) for k, v in want.items()}  # none lost
+
+
+def received_before_kill(corpus: Path, srv) -> dict[str, str]:
+    """Pair id -> the server's key of its request, for every reply the killed run had journaled."""
+    from curation.store import Corpus
+    from syphus.engine.judge import judge_options, pair_text, system_message
+    from syphus.engine.pipeline import GenerateOptions
+    from syphus.engine.requestlog import RequestLog
+
+    rubric = load_rubric(DEFAULT_RUBRIC)
+    opts = judge_options(GenerateOptions(model="judge-m", api_base=srv.base_url, temperature=0.0, max_tokens=256),
+                         rubric, True)  # fmt: skip
+    with Corpus(corpus) as c:  # opening the log replays the journal the killed run left
+        RequestLog(c).close()
+        done = [
+            r[0] for r in c.con.execute("SELECT source_id FROM requests WHERE status = 'done'").fetchall()
+        ]
+        pairs = {p.id: p for p in c.pairs(done)}
+    out = {}
+    for iid in done:
+        p = pairs[iid]
+        msgs = [{"role": "system", "content": system_message(rubric)},
+                {"role": "user", "content": pair_text(p.task, p.lang, p.instruction, p.answer, p.extra)}]  # fmt: skip
+        body = {"model": "judge-m", "messages": msgs, **opts.params()}
+        out[iid] = hashlib.sha256(
+            json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+    assert set(out.values()) <= set(srv.state.requests)  # the keys are computed as the server does
+    return out
 
 
 def test_curate_min_score_flags_undo_report_and_export(serve, tmp_path):
