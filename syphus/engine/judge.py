@@ -275,10 +275,10 @@ def score(corpus_dir: Path, opts: GenerateOptions, sopts: ScoreOptions, *, dry_r
         todo = [p for p in pairs if p.id not in done]
         images = None
         if sopts.with_images and any(p.image_ids for p in todo):
-            from syphus.engine.images import ImageSource, supports_images
+            from syphus.engine.images import supports_images
 
             if supports_images(opts.model, opts.backend, opts.api_base):  # else text-only
-                images = ImageSource(corpus)
+                images = opts.image_source(corpus)
         base = {
             "judge": opts.model,
             "rubric": rubric.name,
@@ -304,8 +304,10 @@ class _Item:
 
 
 def _prompts(pairs, rubric: Rubric, sha: str, images) -> tuple[list[_Item], dict[str, int]]:
-    """One prompt per pair; a pair whose image is missing or corrupt is skipped with a counted reason."""
+    """One prompt per pair, with its images when ``images`` is given; a pair whose image is
+    missing or corrupt in the corpus is skipped and counted by reason before anything is sent."""
     system = {"role": "system", "content": system_message(rubric)}
+    status = images.parts(i for p in pairs for i in p.image_ids) if images is not None else {}
     out: list[_Item] = []
     skipped: dict[str, int] = {}
     for p in pairs:
@@ -313,28 +315,32 @@ def _prompts(pairs, rubric: Rubric, sha: str, images) -> tuple[list[_Item], dict
             system,
             {"role": "user", "content": pair_text(p.task, p.lang, p.instruction, p.answer, p.extra)},
         ]
-        seen = False
-        if images is not None and p.image_ids:
+        seen = images is not None and bool(p.image_ids)
+        if seen:
             from syphus.engine.images import ImageError, with_images
 
-            try:
-                msgs = with_images(msgs, [images.part(i) for i in p.image_ids])
-                seen = True
-            except ImageError as e:
-                reason = str(e).split(":", 1)[-1].strip() or "image error"
-                skipped[reason] = skipped.get(reason, 0) + 1
+            parts = [status[i] for i in p.image_ids]
+            bad = next((x for x in parts if isinstance(x, ImageError)), None)
+            if bad is not None:
+                skipped[bad.reason] = skipped.get(bad.reason, 0) + 1
                 continue
+            msgs = with_images(msgs, parts)
         out.append(_Item(p.id, msgs, seen))
     return out, skipped
 
 
 def _estimate(items: list[_Item], opts: GenerateOptions, corpus: Corpus) -> dict[str, Any]:
+    from syphus.engine.images import RULES, image_parts, image_tokens
+
     price = price_of(opts.model)
-    ptoks = sum(estimate_tokens(i.messages) for i in items)
+    family = opts.image_family()
+    parts = [p for i in items if i.images for p in image_parts(i.messages)]
+    ptoks = sum(estimate_tokens(i.messages) for i in items) + sum(image_tokens(p, family) for p in parts)
     typical = corpus.mean_completion_tokens(opts.model)
     ctoks = int(len(items) * (typical or opts.max_tokens))
     return {
         "to_send": len(items),
+        **({"images_to_send": len(parts), "image_token_rule": RULES[family]} if parts else {}),
         "est_prompt_tokens": ptoks,
         "est_completion_tokens": ctoks,
         "completion_tokens_basis": "mean of earlier replies" if typical else "max_tokens (upper bound)",

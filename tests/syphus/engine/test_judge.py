@@ -265,3 +265,48 @@ def test_curate_min_score_without_scores_says_to_score_first(tmp_path):
     make_corpus(corpus, 2)
     rc, out, err = run_syphus("curate", "--corpus", corpus, "--min-score", "5")
     assert rc == 1 and "syphus score" in err
+
+
+def test_a_judge_that_sees_gets_each_pairs_own_images(serve, tmp_path):
+    from PIL import Image
+
+    srv = serve()
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    colours = {"red": (255, 0, 0), "blue": (0, 0, 255)}
+    for name, rgb in colours.items():
+        Image.new("RGB", (64, 48), rgb).save(folder / f"{name}.png")
+    corpus = tmp_path / "c"
+    assert run_syphus("import", "images", folder, "--corpus", corpus)[0] == 0
+    with Corpus(corpus) as c:
+        run = c.start_run("test", {})
+        c.add_instructions(
+            [InstructionRow(id=f"LA_INS_{n}", task="LA", instruction="What colour?", answer=f"{n}. SCORE:7",
+                            image_ids=[n]) for n in ("red", "blue", "gone")],
+            run,
+        )  # fmt: skip
+    rc, out, err = score_cli(srv, corpus)
+    assert rc == 0, err
+    assert "image not in the corpus" in out  # the pair whose image is missing: skipped, counted, not sent
+    reasons = {r[0]: r[5] for r in stored_scores(corpus)}
+    assert set(reasons) == {"LA_INS_red", "LA_INS_blue"} and srv.state.total == 2
+    assert "IMAGE 1: 64x48 mean=(255,0,0)" in reasons["LA_INS_red"]
+    assert "IMAGE 1: 64x48 mean=(0,0,255)" in reasons["LA_INS_blue"]
+
+    rubric = write_rubric(tmp_path, "text only")
+    rc, out, err = score_cli(srv, corpus, "--no-images", "--rubric", rubric)
+    assert rc == 0, err
+    assert srv.state.total == 5  # all three, text only (the missing image does not matter then)
+    text_only = [r for r in stored_scores(corpus) if r[2] == load_rubric(rubric).sha256()]
+    assert len(text_only) == 3 and not any("IMAGE" in r[5] for r in text_only)
+
+
+def write_rubric(tmp_path: Path, words: str) -> Path:
+    path = tmp_path / f"rubric-{abs(hash(words))}.yaml"
+    path.write_text(
+        DEFAULT_RUBRIC.read_text(encoding="utf-8").replace(
+            "You are a strict reviewer", f"You are a {words} reviewer"
+        ),
+        encoding="utf-8",
+    )
+    return path
