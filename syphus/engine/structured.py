@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from syphus.tasks.base import ResponseParseError
 
@@ -20,6 +20,22 @@ M = TypeVar("M", bound=BaseModel)
 # litellm providers whose chat API takes OpenAI's json_schema response_format as it is
 _JSON_SCHEMA_PROVIDERS = ("openai", "azure")
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+class GeneratedPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instruction: str
+    answer: str
+
+
+class GeneratedPairs(BaseModel):
+    """A generation task's reply as structured output (``generate --structured``): the tasks'
+    parser reads this JSON as it reads their text replies, so their own checks still apply."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pairs: list[GeneratedPair]
 
 
 def supports_structured(model: str, *, backend: str = "auto", api_base: str | None = None) -> bool:

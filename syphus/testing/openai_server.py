@@ -221,15 +221,15 @@ def derived_int(text: str, lo: int, hi: int) -> int:
 
 def structured_answer(schema: dict, messages: list[dict]) -> str:
     """JSON that fits a ``response_format`` json_schema, derived from the last user message:
-    integers by ``derived_int`` within the field's bounds, strings naming the field and the
-    message's first words, arrays of ``minItems`` (at least 2) items, ``$ref`` followed."""
+    integers by ``derived_int`` within the field's bounds, strings naming their path (``pairs[1].answer``)
+    and the message's first words, arrays of ``minItems`` (at least 2) items, ``$ref`` followed."""
     user = _user_text(messages)
     defs = schema.get("$defs") or schema.get("definitions") or {}
     head = " ".join(user.split()[:6]) or "nothing"
     seen = "; ".join(image_lines(messages))
     head += f" | {seen}" if seen else ""
 
-    def build(node: dict, name: str) -> object:
+    def build(node: dict, path: str) -> object:
         if "$ref" in node:
             node = defs[node["$ref"].rsplit("/", 1)[-1]]
         if "anyOf" in node:
@@ -238,10 +238,12 @@ def structured_answer(schema: dict, messages: list[dict]) -> str:
             return node["enum"][0]
         kind = node.get("type")
         if kind == "object":
-            return {k: build(v, k) for k, v in (node.get("properties") or {}).items()}
+            return {
+                k: build(v, f"{path}.{k}" if path else k) for k, v in (node.get("properties") or {}).items()
+            }
         if kind == "array":
             return [
-                build(node.get("items") or {}, f"{name}{i}") for i in range(max(2, node.get("minItems", 0)))
+                build(node.get("items") or {}, f"{path}[{i}]") for i in range(max(2, node.get("minItems", 0)))
             ]
         if kind == "integer":
             return derived_int(user, int(node.get("minimum", 0)), int(node.get("maximum", 100)))
@@ -249,9 +251,9 @@ def structured_answer(schema: dict, messages: list[dict]) -> str:
             return float(derived_int(user, int(node.get("minimum", 0)), int(node.get("maximum", 100))))
         if kind == "boolean":
             return True
-        return f"{name} for: {head}"
+        return f"{path or 'value'} for: {head}"
 
-    return json.dumps(build(schema, "value"), ensure_ascii=False)
+    return json.dumps(build(schema, ""), ensure_ascii=False)
 
 
 def reply_for(body: dict) -> str:

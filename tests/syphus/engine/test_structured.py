@@ -68,4 +68,40 @@ def test_the_test_server_answers_json_of_the_schema(serve):
     with urllib.request.urlopen(req, timeout=10) as r:
         text = json.loads(r.read())["choices"][0]["message"]["content"]
     got = parse_structured(text, Pairs)
-    assert len(got.pairs) == 2 and "Two cats on a sofa" in got.pairs[0].instruction
+    assert len(got.pairs) == 2 and got.pairs[1].answer == "pairs[1].answer for: Two cats on a sofa"
+
+
+def test_generate_structured_stores_the_pairs_of_the_json_reply(serve, tmp_path):
+    from curation.store import Corpus
+    from tests.curation.store.helpers import run_syphus
+    from tests.paths import REPO
+
+    srv = serve()
+    sd = REPO / "tests" / "data" / "real" / "spot_the_diff" / "val.json"
+    args = ["generate", "--task", "SD", "--annotations", sd, "--corpus", tmp_path / "c", "--model", "m",
+            "--api-base", srv.base_url, "--limit", "3", "--no-progress"]  # fmt: skip
+    rc, out, err = run_syphus(*args, "--structured")
+    assert rc == 0, err
+    with Corpus(tmp_path / "c", read_only=True) as c:
+        pairs = c.pairs()
+    # the server's JSON for the pairs schema: two pairs whose texts name their field
+    assert len(pairs) == 6
+    assert sorted({p.instruction.split(" for:")[0] for p in pairs}) == [
+        "pairs[0].instruction",
+        "pairs[1].instruction",
+    ]
+    assert srv.state.total == 3
+    rc, out, err = run_syphus(*args)  # without: the text reply, under other request keys
+    assert rc == 0, err
+    assert srv.state.total == 6
+
+
+def test_generate_structured_on_the_local_model_keeps_the_text_parser(tmp_path):
+    from tests.curation.store.helpers import run_syphus
+    from tests.paths import REPO
+
+    sd = REPO / "tests" / "data" / "real" / "spot_the_diff" / "val.json"
+    rc, out, err = run_syphus("generate", "--task", "SD", "--annotations", sd, "--corpus", tmp_path / "c",
+                              "--limit", "2", "--structured", "--dry-run")  # fmt: skip
+    assert rc == 0, err
+    assert "has no structured output here" in err
