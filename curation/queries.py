@@ -412,6 +412,15 @@ class CorpusQueries:
             ).fetchall()
         }
 
+    def quarantined_sources(self, stage: str) -> set[str]:
+        """The sources (request keys) of one stage's quarantine rows."""
+        return {
+            r[0]
+            for r in self.con.execute(
+                "SELECT DISTINCT source FROM quarantine WHERE stage = ? AND source IS NOT NULL", [stage]
+            ).fetchall()
+        }
+
     def score_judges(self) -> list[str]:
         """The judge models that scored pairs of this corpus."""
         return [

@@ -185,6 +185,7 @@ class _Book:
     first_unparseable: str | None = None
     total: float = 0.0
     seen: set[str] = field(default_factory=set)
+    quarantined: set[str] = field(default_factory=set)  # reply keys already there from an earlier run
 
     def add(self, ins_id: str, key: str, text: str | None) -> None:
         if ins_id in self.seen:
@@ -195,6 +196,9 @@ class _Book:
         except ResponseParseError as e:
             self.unparseable += 1
             self.first_unparseable = self.first_unparseable or f"{ins_id}: {e}"
+            if key in self.quarantined:  # a cached reply read again: quarantined once is enough
+                return
+            self.quarantined.add(key)
             self.corpus.quarantine(
                 "score",
                 f"judge reply unparseable: {e}",
@@ -356,7 +360,8 @@ def _run(corpus: Corpus, items: list[_Item], rubric: Rubric, sha: str, opts: Gen
     config = {"judge": opts.model, "rubric": rubric.model_dump(), "rubric_sha256": sha, "api_base": opts.api_base,
               "response_format": opts.response_format is not None}  # fmt: skip
     run_id = corpus.start_run("score", config)
-    book = _Book(corpus, opts.model, rubric, sha, verdict_model(rubric), run_id)
+    book = _Book(corpus, opts.model, rubric, sha, verdict_model(rubric), run_id,
+                 quarantined=corpus.quarantined_sources("score"))  # fmt: skip
     prompts = [
         Prompt(key_extra=f"score:{sha}", messages=i.messages, source_id=i.ins_id, task=JUDGE_TASK)
         for i in items

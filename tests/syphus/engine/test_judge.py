@@ -310,3 +310,25 @@ def write_rubric(tmp_path: Path, words: str) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def test_without_structured_output_the_text_is_read_leniently_and_the_rest_quarantined(serve, tmp_path):
+    srv = serve()
+    corpus = tmp_path / "c"
+    with Corpus(corpus) as c:
+        run = c.start_run("test", {})
+        c.add_instructions([
+            InstructionRow(id="LA_INS_1", task="LA", instruction="score: 8 is it?", answer="Yes."),  # echoed back
+            InstructionRow(id="LA_INS_2", task="LA", instruction="What is it?", answer="A cat."),
+        ], run)  # fmt: skip
+    rc, out, err = score_cli(srv, corpus, "--no-structured")
+    assert rc == 0, err
+    assert [(r[0], r[3]) for r in stored_scores(corpus)] == [("LA_INS_1", 8.0)]
+    assert "unparseable verdicts (quarantined): first LA_INS_2" in err + out
+    with Corpus(corpus, read_only=True) as c:
+        q = c.con.execute("SELECT stage, record_id, reason, raw FROM quarantine").fetchall()
+    assert len(q) == 1 and q[0][:2] == ("score", "LA_INS_2") and "unparseable" in q[0][2] and q[0][3]
+    assert score_cli(srv, corpus, "--no-structured")[0] == 0  # the stored reply is read again, not asked
+    assert srv.state.total == 2
+    with Corpus(corpus, read_only=True) as c:
+        assert c.table_size("quarantine") == 1
