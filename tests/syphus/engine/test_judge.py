@@ -199,6 +199,9 @@ def test_curate_min_score_flags_undo_report_and_export(serve, tmp_path):
         for k in json.loads(f.read_text(encoding="utf-8"))["data"]
     }
     assert exported == set(want) - set(low)
+    shards = tmp_path / "shards"
+    assert run_syphus("export", "shards", "--corpus", corpus, "--out", shards)[0] == 0
+    assert json.loads((shards / "manifest.json").read_text(encoding="utf-8"))["rows"] == len(want) - len(low)
 
     rc, out, err = run_syphus("curate", "--corpus", corpus, "--unflag-run", run_id)
     assert rc == 0, err
