@@ -4,7 +4,8 @@
    ask: log, scheduler, HTTP with the verdict's json_schema ``response_format``; parse and
    validate each verdict with pydantic; store it in the scores table), target >= 2,000 pairs/s
    on 2 cores, against the baseline measured in the same run: generate's requests/s on the
-   same server (bench_generate item 2).
+   same server (bench_generate item 2). The client's CPU per pair is reported too: on a machine
+   shared with other work the wall-clock rate follows the load, the CPU per pair does not.
 2. A rerun with the same rubric: requests sent (must be 0) and its wall time.
 3. The scores table lost, rebuilt from the request log: pairs/s with no request sent.
 
@@ -84,11 +85,15 @@ def bench(n: int, tmp: Path) -> dict:
         gopts = GenerateOptions(
             model="m", api_base=srv.base, concurrency=CONCURRENCY, max_tokens=64, timeout=60
         )
+        c0 = time.process_time()
         gen = generate(EchoTask(), [notes], tmp / "gen", gopts)
+        gen_cpu = time.process_time() - c0
 
         corpus = tmp / "judge"
         make_corpus(corpus, n)
+        c0 = time.process_time()
         first = score(corpus, judge_opts(srv.base), ScoreOptions())
+        judge_cpu = time.process_time() - c0
         sent_before = srv.total()
         t = time.perf_counter()
         again = score(corpus, judge_opts(srv.base), ScoreOptions())
@@ -114,6 +119,11 @@ def bench(n: int, tmp: Path) -> dict:
             "wall_s": first["wall_s"],
             "baseline_generate_req_per_s": gen["req_per_s"],
             "ratio_to_generate": first["pairs_per_s"] / gen["req_per_s"],
+            # the client's own CPU (the server runs in another process): what bounds it on a free core
+            "client_cpu_us_per_pair": 1e6 * judge_cpu / n,
+            "client_cpu_us_per_generate_request": 1e6 * gen_cpu / n,
+            "cpu_bound_pairs_per_s": n / judge_cpu,
+            "load_average_1min": os.getloadavg()[0],
             "target_pairs_per_s": 2000,
             "meets_target": first["pairs_per_s"] >= 2000,
         },
