@@ -335,3 +335,21 @@ def test_without_structured_output_the_text_is_read_leniently_and_the_rest_quara
     assert srv.state.total == 2
     with Corpus(corpus, read_only=True) as c:
         assert c.table_size("quarantine") == 1
+
+
+def test_a_corpus_from_before_the_scores_table_reports_curates_and_gets_scored(serve, tmp_path):
+    srv = serve()
+    corpus = tmp_path / "c"
+    want = make_corpus(corpus, 4)
+    con = duckdb.connect(str(corpus / DB_NAME))
+    con.execute("DROP TABLE scores")  # as an older syphus wrote it
+    con.close()
+    before = db_digest(corpus)
+    assert (
+        run_syphus("report", "--corpus", corpus, "--out", tmp_path / "r.html")[0] == 0
+    )  # read-only: as it was
+    assert db_digest(corpus) == before
+    rc, out, err = run_syphus("curate", "--corpus", corpus, "--min-score", "3")
+    assert rc == 1 and "run 'syphus score" in err
+    assert score_cli(srv, corpus)[0] == 0  # opened for writing: the table is created, the rest kept
+    assert len(stored_scores(corpus)) == len(want)
