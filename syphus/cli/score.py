@@ -82,6 +82,11 @@ def score(
         summary = run_score(corpus, opts, sopts, dry_run=dry_run, progress=bar)
     if dry_run:
         _summary_table("syphus score --dry-run (nothing sent)", summary)
+        if summary.get("image_token_rule"):
+            console.print(f"image tokens counted by {summary['image_token_rule']}", soft_wrap=True,
+                          markup=False, highlight=False)  # fmt: skip
+        if not summary["price_known"]:
+            console.print(f"[yellow]no price for '{judge}' in litellm's table: costs shown as 0[/yellow]")
         return
     _summary_table(f"syphus score: {summary['status']}", summary)
     if summary.get("last_errors"):
