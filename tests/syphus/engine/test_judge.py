@@ -353,3 +353,19 @@ def test_a_corpus_from_before_the_scores_table_reports_curates_and_gets_scored(s
     assert rc == 1 and "run 'syphus score" in err
     assert score_cli(srv, corpus)[0] == 0  # opened for writing: the table is created, the rest kept
     assert len(stored_scores(corpus)) == len(want)
+
+
+def test_max_cost_stops_the_judge_and_a_rerun_finishes_without_asking_twice(serve, tmp_path):
+    srv = serve()
+    corpus = tmp_path / "c"
+    want = make_corpus(corpus, 40)
+    args = ["score", "--corpus", corpus, "--judge", "gpt-4o-mini", "--api-base", srv.base_url, "--no-progress",
+            "--concurrency", "1"]  # fmt: skip
+    rc, out, err = run_syphus(*args, "--max-cost", "0.0002")  # a priced model: a few verdicts' worth
+    assert rc == 3, err
+    first = len(stored_scores(corpus))
+    assert 0 < first < 40 and srv.state.total < 40
+    rc, out, err = run_syphus(*args)
+    assert rc == 0, err
+    assert len(stored_scores(corpus)) == len(want)
+    assert all(n == 1 for n in srv.state.requests.values())  # none asked twice
