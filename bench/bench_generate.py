@@ -41,42 +41,21 @@ from curation.store import Corpus  # noqa: E402
 from syphus.engine.pipeline import GenerateOptions, build_requests, generate, load_annotations  # noqa: E402
 from syphus.engine.requestlog import RequestLog  # noqa: E402
 from syphus.testing.echo_task import EchoTask, write_notes  # noqa: E402
+from syphus.testing.openai_server import ServerProcess  # noqa: E402
 from trainer.net import free_port  # noqa: E402
 
 ECHO = "syphus.testing.echo_task:EchoTask"
 PARAMS = {"temperature": 0.7, "max_tokens": 64}
 
 
-class Server:
+class Server(ServerProcess):
     """The test server in its own process (its own core), so the client is measured alone."""
 
     def __init__(self, latency: str, tmp: Path):
-        port_file = tmp.resolve() / f"port-{os.getpid()}-{random.random()}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "syphus.testing.openai_server",
-                "--latency",
-                latency,
-                "--port-file",
-                str(port_file),
-            ],
-            stdout=subprocess.DEVNULL,
-            cwd=ROOT,
+        super().__init__(
+            "--latency", latency, port_file=tmp.resolve() / f"port-{os.getpid()}-{random.random()}"
         )
-        for _ in range(1200):
-            if port_file.exists():
-                break
-            time.sleep(0.05)
-        self.base = f"http://127.0.0.1:{port_file.read_text()}/v1"
-
-    def stats(self) -> dict:
-        return httpx.get(self.base.rsplit("/v1", 1)[0] + "/_stats", timeout=30).json()
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+        self.base = self.base_url
 
 
 def server_key(model: str, messages: list[dict]) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from syphus.cli.options import CORPUS
+from syphus.cli.options import API_BASE, CORPUS, endpoint_options
 
 DEFAULT_MODEL = "local/smollm2-135m"  # same as syphus.engine.pipeline.DEFAULT_MODEL, kept import-free
 
@@ -53,11 +53,7 @@ def generate(
         "--model",
         help="Model: local/smollm2-135m (offline), openai/gpt-4o, anthropic/claude-..., or the served name with --api-base.",
     ),
-    api_base: str = typer.Option(
-        None,
-        "--api-base",
-        help="Base URL of an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp), e.g. http://127.0.0.1:8000/v1; key from SYPHUS_API_KEY.",
-    ),
+    api_base: list[str] = API_BASE,
     backend: str = typer.Option(
         "auto", "--backend", help="auto (from --model/--api-base), http, litellm or local."
     ),
@@ -136,7 +132,7 @@ def generate(
     from syphus.engine.pipeline import resolve_task
 
     opts = _options(
-        model=model, api_base=api_base, backend=backend, batch=batch, concurrency=concurrency, rpm=rpm, tpm=tpm,
+        model=model, **endpoint_options(api_base), backend=backend, batch=batch, concurrency=concurrency, rpm=rpm, tpm=tpm,
         timeout=timeout, max_cost=max_cost, limit=limit, temperature=temperature, max_tokens=max_tokens,
         max_attempts=max_attempts, poll_interval=poll_interval, with_images=with_images,
         image_max_side=image_max_side, image_detail=image_detail,
@@ -222,7 +218,7 @@ def preview(
     annotations: list[Path] = typer.Option(..., "--annotations", help=ANN_HELP),
     n: int = typer.Option(5, "-n", "--num", min=1, help="How many annotations to run."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model string, as for generate."),
-    api_base: str = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible endpoint."),
+    api_base: list[str] = API_BASE,
     backend: str = typer.Option("auto", "--backend", help="auto, http, litellm or local."),
     temperature: float = typer.Option(0.7, "--temperature", min=0, help="Sampling temperature."),
     max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Most tokens per reply."),
@@ -242,7 +238,7 @@ def preview(
     from syphus.engine.pipeline import preview as run_preview
     from syphus.engine.pipeline import preview_requests, resolve_task
 
-    opts = _options(model=model, api_base=api_base, backend=backend, temperature=temperature,
+    opts = _options(model=model, **endpoint_options(api_base), backend=backend, temperature=temperature,
                     max_tokens=max_tokens, timeout=timeout, concurrency=min(n, 8), max_attempts=3)  # fmt: skip
     t = resolve_task(task, **_task_options(task_option))
     reqs = preview_requests(t, annotations, n, opts)

@@ -30,3 +30,17 @@ def resolve_corpus(argument: Path | None, option: Path | None) -> Path:
     if path is None:
         raise SyphusError("no corpus given: pass its directory as the argument or with --corpus")
     return path
+
+
+API_BASE_HELP = (
+    "Base URL of an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp), e.g. http://127.0.0.1:8000/v1; "
+    "key from SYPHUS_API_KEY. Repeat it for several servers of the same model: requests go to the one "
+    "with the fewest in flight, and a server that keeps failing is drained."
+)
+API_BASE = typer.Option(None, "--api-base", help=API_BASE_HELP)
+
+
+def endpoint_options(api_base: list[str] | None) -> dict:
+    """``--api-base`` values (repeatable) as GenerateOptions fields: the first, and the rest."""
+    bases = list(dict.fromkeys(api_base or []))  # the same server twice is one server
+    return {"api_base": bases[0] if bases else None, "extra_api_bases": bases[1:]}

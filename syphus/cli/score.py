@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from syphus.cli.generate import DEFAULT_MODEL, EXIT_BUDGET, EXIT_FAILED_REQUESTS
-from syphus.cli.options import CORPUS
+from syphus.cli.options import API_BASE, CORPUS, endpoint_options
 
 
 def score(
@@ -23,9 +23,7 @@ def score(
         "--rubric",
         help="Rubric YAML (name, system, criteria, scale_min, scale_max); default: the packaged one.",
     ),
-    api_base: str = typer.Option(
-        None, "--api-base", help="Base URL of an OpenAI-compatible endpoint; key from SYPHUS_API_KEY."
-    ),
+    api_base: list[str] = API_BASE,
     backend: str = typer.Option(
         "auto", "--backend", help="auto (from --judge/--api-base), http, litellm or local."
     ),
@@ -73,7 +71,7 @@ def score(
     from syphus.engine.pipeline import GenerateOptions
 
     opts = GenerateOptions(
-        model=judge, api_base=api_base, backend=backend, concurrency=concurrency, timeout=timeout,
+        model=judge, **endpoint_options(api_base), backend=backend, concurrency=concurrency, timeout=timeout,
         max_cost=max_cost, temperature=0.0, max_tokens=max_tokens, max_attempts=max_attempts,
     )  # fmt: skip
     sopts = ScoreOptions(rubric_path=rubric, tasks=task or None, limit=limit, with_images=images,

@@ -48,12 +48,21 @@ class Retryable(Exception):
         self.retry_after = retry_after
 
 
+class EndpointFailure(Retryable):
+    """A retryable failure of the server itself (5xx, timeout, dropped or refused connection),
+    not of the request: a pool of endpoints counts these to drain a server that keeps failing."""
+
+
 class RequestFailed(Exception):
     """The provider rejected this one request; retrying it would not help."""
 
 
 class FatalBackendError(SyphusError):
     """Every further request would fail the same way: stop the run."""
+
+
+class EndpointDown(FatalBackendError):
+    """The one server refuses connections: fatal alone, a failure of one member in a pool."""
 
 
 class Backend(Protocol):
@@ -90,7 +99,7 @@ def classify_status(
     if status == 429:
         return Retryable(f"429 rate limited by {where}: {detail}", retry_after)
     if status >= 500 or status == 408:
-        return Retryable(f"{status} from {where}: {detail}", retry_after)
+        return EndpointFailure(f"{status} from {where}: {detail}", retry_after)
     if status in (401, 403):
         return FatalBackendError(
             f"{where}: {status} {'authentication failed' if status == 401 else 'permission denied'}: {detail}",
@@ -192,14 +201,15 @@ class HttpBackend:
                 raw = await resp.read()
                 retry_after = resp.headers.get("Retry-After")
         except TimeoutError as e:  # asyncio's and aiohttp's timeouts both derive from it
-            raise Retryable(f"timeout from {where}") from e
+            raise EndpointFailure(f"timeout from {where}") from e
         except aiohttp.ClientConnectorError as e:
             refused = isinstance(e.os_error, ConnectionRefusedError)
             if refused and req.attempts >= 3:
-                raise FatalBackendError(f"{where}: connection refused", hint="is the server running?") from e
-            raise Retryable(f"connection error from {where}: {type(e).__name__}") from e
+                raise EndpointDown(f"{where}: connection refused", hint="is the server running?") from e
+            what = "connection refused by" if refused else "connection error from"
+            raise EndpointFailure(f"{what} {where}: {type(e).__name__}") from e
         except (aiohttp.ClientError, ConnectionError) as e:
-            raise Retryable(f"connection error from {where}: {type(e).__name__}") from e
+            raise EndpointFailure(f"connection error from {where}: {type(e).__name__}") from e
         if status != 200:
             raise classify_status(
                 status,
@@ -277,15 +287,15 @@ class LiteLLMBackend:
         headers = getattr(response, "headers", None) or {}
         retry_after = parse_retry_after(headers.get("retry-after") if hasattr(headers, "get") else None)
         if isinstance(e, (litellm.Timeout,)) or "timeout" in type(e).__name__.lower():
-            return Retryable(f"timeout from {where}")
+            return EndpointFailure(f"timeout from {where}")
         if isinstance(e, litellm.APIConnectionError) and not isinstance(status, int):
-            return Retryable(f"connection error from {where}: {str(e)[:120]}")
+            return EndpointFailure(f"connection error from {where}: {str(e)[:120]}")
         if isinstance(status, int) and status >= 400:
             return classify_status(
                 status, str(getattr(e, "message", e)), where=where, model=model, retry_after=retry_after
             )
         if isinstance(e, litellm.APIConnectionError):
-            return Retryable(f"connection error from {where}: {str(e)[:120]}")
+            return EndpointFailure(f"connection error from {where}: {str(e)[:120]}")
         return Retryable(f"{type(e).__name__} from {where}: {str(e)[:160]}")
 
     async def aclose(self) -> None:

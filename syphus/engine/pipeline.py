@@ -45,6 +45,8 @@ DEFAULT_MODEL = "local/smollm2-135m"
 class GenerateOptions:
     model: str = DEFAULT_MODEL
     api_base: str | None = None
+    # further OpenAI-compatible servers of the same model: requests spread over all of them
+    extra_api_bases: list[str] = field(default_factory=list)
     backend: str = "auto"
     batch: bool = False
     concurrency: int = 16
@@ -74,11 +76,22 @@ class GenerateOptions:
         side = self.image_max_side or default_max_side(self.model, self.backend, self.api_base)
         return ImageSource(corpus, max_side=side, detail=self.image_detail)
 
+    def __post_init__(self) -> None:
+        if self.batch and self.extra_api_bases:
+            raise SyphusError(
+                f"--batch: a batch job goes to one endpoint, but --api-base was given {len(self.api_bases())} "
+                "times; give it once, or drop --batch to spread requests over the servers"
+            )
+
     def params(self) -> dict[str, Any]:
         p: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         if self.response_format is not None:
             p["response_format"] = self.response_format
         return p
+
+    def api_bases(self) -> list[str]:
+        """Every endpoint given, ``api_base`` first (empty: the provider's own)."""
+        return [b for b in [self.api_base, *self.extra_api_bases] if b]
 
 
 # -- tasks and requests ------------------------------------------------------------------------
@@ -386,13 +399,23 @@ def make_plan(
 
 
 def open_backend(opts: GenerateOptions, *, images: Any = None, warn: Callable[[str], None] | None = None):
-    """The backend the options name, sized for their concurrency and timeout. ``images`` (an
-    ImageSource) supplies the bytes of image parts at send time."""
+    """The backend the options name, sized for their concurrency and timeout; several
+    ``--api-base`` endpoints become one pool that spreads the requests over them (``warn``
+    hears of a server it drains). ``images`` (an ImageSource) supplies the bytes of image parts
+    at send time."""
     from syphus.engine.backends import make_backend
 
     extra = {"images": images} if images is not None else {}
-    return make_backend(opts.model, api_base=opts.api_base, concurrency=opts.concurrency,
-                        timeout=opts.timeout, backend=opts.backend, **extra)  # fmt: skip
+    members = [
+        make_backend(opts.model, api_base=base, concurrency=opts.concurrency, timeout=opts.timeout,
+                     backend=opts.backend, **extra)
+        for base in (opts.api_bases() or [None])
+    ]  # fmt: skip
+    if len(members) == 1:
+        return members[0]
+    from syphus.engine.endpoints import EndpointPool
+
+    return EndpointPool(members, warn=warn)
 
 
 def scheduler_config(opts: GenerateOptions) -> SchedulerConfig:
@@ -430,7 +453,8 @@ class RequestRun:
         self.stats = Stats()
         self.run_id: str | None = None
         self.backend_name = "batch" if opts.batch else opts.backend
-        self.drained: list[str] = []  # endpoints a pool gave up on during the run
+        self.endpoints: dict[str, int] = {}  # with several endpoints: replies from each
+        self.drained: list[str] = []  # endpoints the pool gave up on during the run
 
     def ingest(self, req: ChatRequest, c: Completion) -> Ingest | None:
         """What a reply becomes in the corpus besides its log row (None: nothing)."""
@@ -500,7 +524,8 @@ class RequestRun:
                 await sched.run(todo)
             finally:
                 await backend.aclose()
-                self.drained = list(getattr(backend, "drained", []))
+                if hasattr(backend, "counts"):
+                    self.endpoints, self.drained = backend.counts(), backend.drained
             return sched.stop_reason, sched.fatal
         finally:
             ticker.cancel()
@@ -549,6 +574,7 @@ class RequestRun:
             "wall_s": wall,
             "req_per_s": (s.done + s.errors) / wall if wall > 0 else 0.0,
             "tok_per_s": (s.prompt_tokens + s.completion_tokens) / wall if wall > 0 else 0.0,
+            **({"replies_per_endpoint": dict(self.endpoints)} if self.endpoints else {}),
             **({"drained_endpoints": list(self.drained)} if self.drained else {}),
             "last_errors": list(s.last_errors),
         }

@@ -18,6 +18,9 @@ whether anything was asked twice. Faults:
 * ``first_faults``: faults for the first attempts of every key, in order (then success);
 * a user message containing ``FAULT:<name>`` always gets that fault.
 
+``max_concurrent`` caps the chat requests handled at once (the rest wait), as a GPU server's
+batch slots do.
+
 Fault names: ``429`` (with ``Retry-After``), ``500``, ``hang`` (sleep past any sane timeout),
 ``reset`` (drop the connection), ``malformed`` (200 with broken JSON), ``empty`` (empty
 content), ``truncated`` (half the content, ``finish_reason: length``), ``401``, ``404``.
@@ -59,6 +62,8 @@ class ServerConfig:
     api_key: str | None = None  # when set, requests must carry "Authorization: Bearer <key>"
     echo_credentials: bool = False  # error messages quote the Authorization header back, as some servers do
     batch_delay: float = 0.3  # seconds before a submitted batch reports completion
+    # chat requests handled at once, like a GPU server's batch slots; the rest wait their turn
+    max_concurrent: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -279,6 +284,7 @@ class _State:
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.anthropic_batches: dict[str, dict] = {}
+        self.slots = asyncio.Semaphore(cfg.max_concurrent) if cfg.max_concurrent else None
 
 
 def _pick_fault(st: _State, key: str, attempt: int, messages: list[dict]) -> str | None:
@@ -366,6 +372,12 @@ def make_app(cfg: ServerConfig) -> web.Application:
     app[STATE] = st
 
     async def chat(request: web.Request) -> web.StreamResponse:
+        if st.slots is None:
+            return await answer(request)
+        async with st.slots:
+            return await answer(request)
+
+    async def answer(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = json.loads(raw)
@@ -661,6 +673,40 @@ class OpenAIServer:
         return sum(1 for n in self.state.completed.values() if n > 1)
 
 
+class ServerProcess:
+    """The server in a process of its own: on its own core (a benchmark measures the client
+    alone), and a test can kill -9 it. ``args`` are the command line's (``--latency ...``)."""
+
+    def __init__(self, *args: str, port_file: Path):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "syphus.testing.openai_server", "--port-file", str(port_file), *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"test server did not start (exit status {self.proc.returncode})")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{port_file.read_text()}"
+        self.base_url = f"{self.url}/v1"
+
+    def stats(self) -> dict:
+        """``{"total", "requests", "completed"}``: attempts and answers per request key."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/_stats", timeout=30) as r:
+            return json.load(r)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="Local OpenAI-compatible test server with injected faults.")
     p.add_argument("--port", type=int, default=0, help="port (0: ephemeral)")
@@ -668,6 +714,7 @@ def main() -> None:
     p.add_argument("--latency", default="const:0", help="const:S | lognormal:MEAN:SIGMA | uniform:LO:HI")
     p.add_argument("--fault", action="append", default=[], help="NAME=PROB, e.g. 429=0.05 (repeatable)")
     p.add_argument("--retry-after", type=float, default=0.2, help="seconds sent with 429 replies")
+    p.add_argument("--max-concurrent", type=int, default=None, help="chat requests served at once; more wait")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if any("=" not in f for f in a.fault):
@@ -677,6 +724,7 @@ def main() -> None:
             latency=a.latency,
             fault_rate={k: float(v) for k, v in (f.split("=", 1) for f in a.fault)},
             retry_after=a.retry_after,
+            max_concurrent=a.max_concurrent,
             seed=a.seed,
         )
     except ValueError as e:
