@@ -369,3 +369,14 @@ def test_max_cost_stops_the_judge_and_a_rerun_finishes_without_asking_twice(serv
     assert rc == 0, err
     assert len(stored_scores(corpus)) == len(want)
     assert all(n == 1 for n in srv.state.requests.values())  # none asked twice
+
+
+def test_score_spreads_over_several_endpoints(serve, tmp_path):
+    a, b = serve(latency="const:0.01"), serve(latency="const:0.01")
+    corpus = tmp_path / "c"
+    want = make_corpus(corpus, 40)
+    rc, out, err = run_syphus("score", "--corpus", corpus, "--judge", "judge-m", "--api-base", a.base_url,
+                              "--api-base", b.base_url, "--no-progress", "--concurrency", "8")  # fmt: skip
+    assert rc == 0, err
+    assert a.state.total > 0 and b.state.total > 0 and a.state.total + b.state.total == 40
+    assert {r[0]: r[3] for r in stored_scores(corpus)} == {k: float(v) for k, v in want.items()}
