@@ -233,6 +233,9 @@ def test_curate_min_score_picks_the_judge(serve, tmp_path):
         (b"name: [x\nsystem: y\n", "malformed YAML"),
         (b"name: x\nsystem: judge\ncriteria: {}\n", "field 'criteria'"),
         (b"name: x\nsystem: judge\ncriteria: {a: b}\nscale_max: 0\n", "scale_max"),
+        (b"name: x\nsystem: judge\ncriteria: {a: b}\nscale_max: .nan\n", "field 'scale_max'"),
+        (b"- name: x\n", "must be a mapping"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8"),
     ],
 )
 def test_bad_rubric_is_one_line_naming_the_file_and_changes_nothing(serve, tmp_path, content, says):
