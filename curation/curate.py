@@ -9,6 +9,7 @@ Flags:
   ``too_short`` / ``too_long``   answer length in words outside the bounds
   ``banned``       instruction or answer contains a banned phrase (case-insensitive)
   ``wrong_lang``   the text's detected language is not the record's ``lang``
+  ``low_score``    a judge (``syphus score``) scored the pair below ``--min-score``
 "Earlier" is id order, so reruns flag the same records.
 """
 
@@ -35,6 +36,7 @@ DEFAULT_BANNED = (
 )
 
 FLAGS = ("dup_exact", "dup_near", "too_short", "too_long", "banned", "wrong_lang")
+SCORE_FLAG = "low_score"  # raised by a --min-score run, which runs no other filter
 
 
 @dataclass
@@ -239,6 +241,55 @@ def curate(
 
 def unflag(corpus, *, flag: str | None = None, run_id: str | None = None) -> int:
     """Deactivate flags (all, one kind, or one curate run's); returns how many were active."""
-    if flag is not None and flag not in FLAGS:
-        raise SyphusError(f"unknown flag '{flag}' (flags are {', '.join(FLAGS)})")
+    if flag is not None and flag not in (*FLAGS, SCORE_FLAG):
+        raise SyphusError(f"unknown flag '{flag}' (flags are {', '.join((*FLAGS, SCORE_FLAG))})")
     return corpus.clear_flags(flag=flag, run_id=run_id)
+
+
+def check_min_score(min_score: float) -> None:
+    import math
+
+    if not isinstance(min_score, int | float) or not math.isfinite(min_score):
+        raise SyphusError(f"--min-score: must be a finite number on the rubric's scale (got {min_score})")
+
+
+@dataclass
+class ScoreCurateResult:
+    run_id: str | None
+    flagged: int  # pairs whose latest verdict is below the threshold
+    scored: int  # pairs with a verdict (of the judge asked for)
+    total: int  # pairs in the corpus
+    judge: str | None
+
+
+def flag_low_scores(
+    corpus, min_score: float, *, judge: str | None = None, dry_run: bool = False
+) -> ScoreCurateResult:
+    """Flag ``low_score`` every pair whose most recent verdict (of ``judge``, when given) is below
+    ``min_score`` on the rubric's scale. Pairs without a verdict are left alone."""
+    check_min_score(min_score)
+    judges = corpus.score_judges()
+    if not judges:
+        raise SyphusError(
+            f"{corpus.path}: no pair has a score yet; run 'syphus score --corpus {corpus.path}' first"
+        )
+    if judge is not None and judge not in judges:
+        raise SyphusError(
+            f"--judge: '{judge}' scored no pair of {corpus.path} (judges there: {', '.join(judges)})"
+        )
+    if judge is None and len(judges) > 1:
+        raise SyphusError(f"--judge: {len(judges)} judges scored this corpus ({', '.join(judges)}); name one")
+    latest = corpus.latest_scores(judge)
+    flags = [
+        (iid, SCORE_FLAG, f"score {score:g}/{scale:g} < {min_score:g} by {model} (rubric {sha[:12]})")
+        for iid, score, scale, model, sha in latest
+        if score < min_score
+    ]
+    run_id = None
+    if not dry_run:
+        with corpus.transaction():
+            run_id = corpus.start_run("curate", {"min_score": min_score, "judge": judge or judges[0]})
+            corpus.set_flags(flags, run_id)
+            corpus.finish_run(run_id, summary={"flags": {SCORE_FLAG: len(flags)}, "scored": len(latest)})
+    total = corpus.table_size("instructions")
+    return ScoreCurateResult(run_id, len(flags), len(latest), total, judge or judges[0])

@@ -385,6 +385,100 @@ class CorpusQueries:
         self.con.execute(f"UPDATE instruction_flags SET active = FALSE WHERE {cond}", params)
         return int(n)
 
+    # -- judge scores (syphus score) ---------------------------------------------------------------
+
+    def add_scores(self, rows: pa.Table) -> None:
+        """Store judge verdicts (columns of the ``scores`` table); a verdict given before for the
+        same (pair, judge, rubric) is replaced. One Arrow insert: thousands of rows per call."""
+        if rows.num_rows == 0:
+            return
+        self.con.register("_scores_in", rows)
+        try:
+            self.con.execute(
+                "INSERT OR REPLACE INTO scores (instruction_id, judge_model, rubric_sha256, score, scale_max, "
+                "reason, request_key, run_id, created_at) SELECT instruction_id, judge_model, rubric_sha256, "
+                "score, scale_max, reason, request_key, run_id, created_at FROM _scores_in"
+            )
+        finally:
+            self.con.unregister("_scores_in")
+
+    def scored_ids(self, judge: str, rubric_sha256: str) -> set[str]:
+        """Pairs this judge has scored under this rubric."""
+        return {
+            r[0]
+            for r in self.con.execute(
+                "SELECT instruction_id FROM scores WHERE judge_model = ? AND rubric_sha256 = ?",
+                [judge, rubric_sha256],
+            ).fetchall()
+        }
+
+    def quarantined_sources(self, stage: str) -> set[str]:
+        """The sources (request keys) of one stage's quarantine rows."""
+        return {
+            r[0]
+            for r in self.con.execute(
+                "SELECT DISTINCT source FROM quarantine WHERE stage = ? AND source IS NOT NULL", [stage]
+            ).fetchall()
+        }
+
+    def score_judges(self) -> list[str]:
+        """The judge models that scored pairs of this corpus."""
+        return [
+            r[0] for r in self.con.execute("SELECT DISTINCT judge_model FROM scores ORDER BY 1").fetchall()
+        ]
+
+    def latest_scores(self, judge: str | None = None) -> list[tuple[str, float, float, str, str]]:
+        """Per scored pair, its most recent verdict (of ``judge`` when given): (instruction id,
+        score, scale max, judge model, rubric sha256), in id order."""
+        where, params = "WHERE instruction_id IN (SELECT id FROM instructions)", []
+        if judge:
+            where, params = where + " AND judge_model = ?", [judge]
+        return [
+            tuple(r)
+            for r in self.con.execute(
+                "SELECT instruction_id, arg_max(score, created_at), arg_max(scale_max, created_at), "
+                "arg_max(judge_model, created_at), arg_max(rubric_sha256, created_at) "
+                f"FROM scores {where} GROUP BY instruction_id ORDER BY instruction_id",
+                params,
+            ).fetchall()
+        ]
+
+    def scores_of(self, ins_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The most recent verdict of each of these pairs (those scored): score, scale_max,
+        reason, judge_model, rubric_sha256."""
+        if not ins_ids:
+            return {}
+        rows = _rows(
+            self.con.execute(
+                "SELECT instruction_id, score, scale_max, reason, judge_model, rubric_sha256 FROM ("
+                "SELECT *, row_number() OVER (PARTITION BY instruction_id ORDER BY created_at DESC, judge_model) AS rn "
+                "FROM scores WHERE instruction_id IN (SELECT unnest(?::VARCHAR[]))) WHERE rn = 1",
+                [list(ins_ids)],
+            )
+        )
+        return {r.pop("instruction_id"): r for r in rows}
+
+    def score_histograms(self, run_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Per task, how many pairs got each (rounded) score in their most recent verdict, the
+        scale and how many pairs have no verdict: {task: {"bins": {score: n}, "scale_max", "unscored"}}."""
+        where, params = self._of_run(run_id, "i")
+        rows = self.con.execute(
+            "WITH latest AS (SELECT instruction_id, arg_max(score, created_at) AS score, "
+            "arg_max(scale_max, created_at) AS scale_max FROM scores GROUP BY instruction_id) "
+            "SELECT i.task, round(l.score) AS bin, max(l.scale_max), count(*) FROM instructions i "
+            f"LEFT JOIN latest l ON l.instruction_id = i.id WHERE true{where} GROUP BY 1, 2 ORDER BY 1, 2",
+            params,
+        ).fetchall()
+        out: dict[str, dict[str, Any]] = {}
+        for task, b, scale, n in rows:
+            h = out.setdefault(task, {"bins": {}, "scale_max": 0.0, "unscored": 0})
+            if b is None:
+                h["unscored"] += int(n)
+            else:
+                h["bins"][float(b)] = int(n)
+                h["scale_max"] = max(h["scale_max"], float(scale))
+        return {t: h for t, h in out.items() if h["bins"]}
+
     # -- whole-corpus counts -----------------------------------------------------------------------
 
     def stats(self) -> CorpusStats:

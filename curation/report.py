@@ -78,6 +78,12 @@ class CorpusReader:
     def context_of(self, ins_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         return self.corpus.context_details(ins_ids, self.run_id)
 
+    def scores_of(self, ins_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return self.corpus.scores_of(ins_ids)
+
+    def score_histograms(self) -> dict[str, dict[str, Any]]:
+        return self.corpus.score_histograms(self.run_id)
+
     def quarantine(self, limit: int) -> tuple[int, list[dict[str, Any]]]:
         return self.corpus.quarantined(limit, self.run_id)
 
@@ -315,7 +321,9 @@ max-height:260px;overflow:auto;margin:6px 0;overflow-wrap:anywhere}.ann dt{font-
 .badge{display:inline-block;font-size:11px;padding:0 6px;border-radius:9px;background:#e3e8f2;margin-left:4px}
 .flag{background:#fde2e1;color:#8a1c12}
 .ctx{display:flex;flex-wrap:wrap;gap:8px;margin:4px 0 2px 18px}.ctx figure{margin:0;width:150px;font-size:11px}
-.ctx .score{font-weight:600;color:#20324d}.note{color:#555}.raw{white-space:pre-wrap;font-size:12px;
+.ctx .score{font-weight:600;color:#20324d}.verdict{font-size:12px;margin-top:2px}
+.verdict .score{font-weight:600;color:#fff;background:#20324d;border-radius:9px;padding:0 6px}
+.hist{margin:4px 0}.hist text{font-size:10px;fill:#444}.note{color:#555}.raw{white-space:pre-wrap;font-size:12px;
 max-width:560px;overflow-wrap:anywhere}
 """
 
@@ -378,6 +386,7 @@ def sample_html(reader: CorpusReader, task: str, key: str) -> tuple[str, int]:
     if len(image_ids) > len(shown):
         thumbs += f'<p class="note">+{len(image_ids) - len(shown)} more images</p>'
     context = reader.context_of([p["id"] for p in pairs])
+    scores = reader.scores_of([p["id"] for p in pairs])
     originals = [p for p in pairs if not p["parent_id"] or p["parent_id"] not in {q["id"] for q in pairs}]
     translations: dict[str, list[dict[str, Any]]] = {}
     for p in pairs:
@@ -389,7 +398,7 @@ def sample_html(reader: CorpusReader, task: str, key: str) -> tuple[str, int]:
         body.append(
             f'<div class="pair" id="{esc(p["id"])}"><div class="q">{esc(p["instruction"])}'
             f'<span class="badge">{esc(p["lang"])}</span><span class="badge">{esc(p["id"])}</span>{flags}</div>'
-            f'<div class="a">{esc(p["answer"])}</div>'
+            f'<div class="a">{esc(p["answer"])}</div>{score_html(scores.get(p["id"]))}'
         )
         for t in translations.get(p["id"], []):
             body.append(
@@ -419,6 +428,48 @@ def sample_html(reader: CorpusReader, task: str, key: str) -> tuple[str, int]:
         f'<div class="note">{len(pairs)} pair(s)</div>{"".join(body)}</div></section>'
     )
     return html_, len(pairs)
+
+
+def score_html(v: dict[str, Any] | None) -> str:
+    """A pair's latest verdict: score out of the scale, the judge and its reason."""
+    if not v:
+        return ""
+    return (
+        f'<div class="verdict"><span class="score">{v["score"]:g}/{v["scale_max"]:g}</span> '
+        f'<span class="note">{esc(v["judge_model"])} &middot; rubric {esc(v["rubric_sha256"][:12])}</span> '
+        f'<span class="reason">{esc(v["reason"])}</span></div>'
+    )
+
+
+def histogram_svg(task: str, h: dict[str, Any], w: int = 420, bar_h: int = 90) -> str:
+    """An inline SVG bar chart of a task's scores: one bar per score value on the scale."""
+    scale = int(h["scale_max"]) if h["scale_max"] else max(int(b) for b in h["bins"])
+    lo = min(1, int(min(h["bins"])))
+    values = list(range(lo, scale + 1))
+    top = max(h["bins"].values())
+    bw = (w - 20) / len(values)
+    bars = []
+    for k, v in enumerate(values):
+        n = h["bins"].get(float(v), 0)
+        hh = bar_h * n / top if top else 0
+        x = 10 + k * bw
+        bars.append(
+            f'<rect x="{x + 1:.1f}" y="{10 + bar_h - hh:.1f}" width="{bw - 2:.1f}" height="{hh:.1f}" fill="#1f5fbf">'
+            f"<title>score {v}: {n}</title></rect>"
+            f'<text x="{x + bw / 2:.1f}" y="{bar_h + 24}" text-anchor="middle">{v}</text>'
+            + (
+                f'<text x="{x + bw / 2:.1f}" y="{8 + bar_h - hh:.1f}" text-anchor="middle">{n}</text>'
+                if n
+                else ""
+            )
+        )
+    n_scored = sum(h["bins"].values())
+    pending = f", {h['unscored']:,} not yet" if h["unscored"] else ""
+    return (
+        f'<figure class="hist" data-task="{esc(task)}" data-scored="{n_scored}"><svg width="{w}" height="{bar_h + 30}" '
+        f'role="img" aria-label="scores of {esc(task)}">{"".join(bars)}</svg>'
+        f'<figcaption class="note">Judge scores: {n_scored:,} pair(s) scored{pending}.</figcaption></figure>'
+    )
 
 
 def fmt_num(v: float | None, digits: int = 0) -> str:
@@ -563,6 +614,7 @@ def build_report(
         corpus.load_image_index()
         reader = CorpusReader(corpus, run_id)
         tasks = reader.tasks()
+        hists = reader.score_histograms()
         sections, toc = [], []
         for task, n_pairs in tasks:
             keys = reader.sample_keys(task, samples_per_task)
@@ -579,7 +631,7 @@ def build_report(
             toc.append(f'<a href="#{anchor}">{esc(task)}</a>')
             sections.append(
                 f'<h2 id="{anchor}">{esc(task)}</h2><p class="note">{total:,} sample(s), {n_pairs:,} pair(s); '
-                f"showing {len(keys)}.</p>{''.join(cards)}"
+                f"showing {len(keys)}.</p>{histogram_svg(task, hists[task]) if task in hists else ''}{''.join(cards)}"
             )
         if not tasks:
             sections.append('<p class="note">No instructions in this corpus yet.</p>')

@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow as pa
 
 # Still 1: the tables a stage used to create on first use (requests, request_batches, embeddings)
-# are now created with the corpus, which an older syphus reads unchanged.
+# are now created with the corpus, which an older syphus reads unchanged; so is ``scores``, created
+# in a corpus that lacks it when it is next opened for writing (read-only: an empty stand-in).
 SCHEMA_VERSION = 1
 
 
@@ -108,6 +109,10 @@ TABLES = {
     # the embedding cache (Corpus.store_vectors / load_vectors): one float16 vector per (model, kind, content key)
     "embeddings": "model VARCHAR NOT NULL, kind VARCHAR NOT NULL, key VARCHAR NOT NULL, dim INTEGER NOT NULL, "
     "vec BLOB NOT NULL, run_id VARCHAR, PRIMARY KEY (model, kind, key)",
+    # a judge's verdict per pair (syphus score): one row per (pair, judge model, rubric text)
+    "scores": "instruction_id VARCHAR NOT NULL, judge_model VARCHAR NOT NULL, rubric_sha256 VARCHAR NOT NULL, "
+    "score DOUBLE NOT NULL, scale_max DOUBLE NOT NULL, reason VARCHAR, request_key VARCHAR, run_id VARCHAR, "
+    "created_at TIMESTAMP NOT NULL, PRIMARY KEY (instruction_id, judge_model, rubric_sha256)",
 }
 
 VIEWS = {

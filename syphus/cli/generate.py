@@ -109,6 +109,12 @@ def generate(
     image_detail: str = typer.Option(
         "auto", "--image-detail", help="OpenAI image detail: auto, low (85 tokens an image) or high."
     ),
+    structured: bool = typer.Option(
+        False,
+        "--structured",
+        help="Ask for the pairs as JSON of a fixed schema where the endpoint supports it (OpenAI json_schema; "
+        "vLLM/SGLang); elsewhere the text parser stays. Part of the request key.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Generate instruction-response pairs from annotation files into the corpus.
@@ -131,6 +137,8 @@ def generate(
         max_attempts=max_attempts, poll_interval=poll_interval, with_images=with_images,
         image_max_side=image_max_side, image_detail=image_detail,
     )  # fmt: skip
+    if structured:
+        _structured(opts)
     t = resolve_task(task, **_task_options(task_option))
     with progress_bar("generate", enabled=progress and not dry_run) as bar:
         summary = run_generate(t, annotations, corpus, opts, dry_run=dry_run, progress=bar, warn=_warn)
@@ -166,6 +174,16 @@ def generate(
             "only those[/red]"
         )
         raise SystemExit(EXIT_FAILED_REQUESTS)
+
+
+def _structured(opts) -> None:
+    """Set the pairs' json_schema as the response_format, or say the endpoint has none."""
+    from syphus.engine.structured import GeneratedPairs, response_format_for
+
+    opts.response_format = response_format_for(GeneratedPairs, backend=opts.backend, api_base=opts.api_base,
+                                               model=opts.model)  # fmt: skip
+    if opts.response_format is None:
+        _warn(f"--structured: {opts.model} has no structured output here; its replies are read as text")
 
 
 def _summary_table(title: str, summary: dict) -> None:

@@ -220,8 +220,20 @@ def curate_cmd(
         None, "--unflag-run", help="Instead of filtering: deactivate the flags of one curate run."
     ),
     device: str = typer.Option("cpu", "--device", help="Torch device for embedding."),
+    min_score: float = typer.Option(
+        None,
+        "--min-score",
+        help="Instead of the filters above: flag pairs a judge ('syphus score') scored below this "
+        "(on the rubric's scale; each pair's latest verdict).",
+    ),
+    judge: str = typer.Option(
+        None,
+        "--judge",
+        help="With --min-score: the judge model whose scores count (needed when several scored).",
+    ),
 ) -> None:
-    """Flag (never delete) duplicates, near-duplicates, bad lengths, banned phrases and wrong-language texts."""
+    """Flag (never delete) duplicates, near-duplicates, bad lengths, banned phrases and wrong-language
+    texts; or, with --min-score, pairs a judge scored below a threshold."""
     corpus = resolve_corpus(corpus, corpus_option)
     _quiet_threads()
     from rich.console import Console
@@ -232,11 +244,24 @@ def curate_cmd(
     from syphus.cli.ui import progress_bar
 
     con = Console()
+    if min_score is not None:
+        cur.check_min_score(min_score)  # before the corpus is opened: a bad value changes nothing
     with _open(corpus) as c:
         if unflag or unflag_run:
             n = cur.unflag(c, flag=None if unflag in (None, "all") else unflag, run_id=unflag_run)
             con.print(f"deactivated {n} flags; those instructions are exported again")
             return
+        if min_score is not None:
+            res = cur.flag_low_scores(c, min_score, judge=judge, dry_run=dry_run)
+            con.print(
+                f"curate {'(dry run) ' if dry_run else ''}{res.total} instructions, {res.scored} scored by "
+                f"{res.judge}: {res.flagged} below {min_score:g} flagged {cur.SCORE_FLAG}"
+            )
+            if res.run_id:
+                con.print(f"run {res.run_id}; undo with: syphus curate {corpus} --unflag-run {res.run_id}")
+            return
+        if judge is not None:
+            raise SyphusError("--judge: only with --min-score")
         banned = list(cur.DEFAULT_BANNED)
         if banned_file is not None:
             if not banned_file.is_file():

@@ -60,6 +60,8 @@ class GenerateOptions:
     max_attempts: int = 6
     poll_interval: float = 30.0
     task_options: dict[str, Any] = field(default_factory=dict)
+    # structured output (syphus/engine/structured.py): sent as is and part of the request key
+    response_format: dict[str, Any] | None = None
     with_images: bool = False  # attach each annotation's images (the task may ask for them too)
     image_max_side: int | None = None  # None: the provider's default (images.DEFAULT_MAX_SIDE)
     image_detail: str = "auto"  # OpenAI's detail: auto | low | high
@@ -82,7 +84,10 @@ class GenerateOptions:
             )
 
     def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        p: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.response_format is not None:
+            p["response_format"] = self.response_format
+        return p
 
     def api_bases(self) -> list[str]:
         """Every endpoint given, ``api_base`` first (empty: the provider's own)."""

@@ -6,7 +6,10 @@ Serves ``/v1/chat/completions``, ``/v1/models``, the OpenAI Batch API (``/v1/fil
 built from the last user message), so a client can check it got the right answer. Image parts
 (OpenAI ``image_url`` data URLs, Anthropic base64 ``image`` blocks) are decoded: an undecodable
 one gets a 400, and the reply gains a pair whose answer states each image's size and mean colour
-(``IMAGE 1: 64x48 mean=(255,0,0)``), so a test can prove which image reached which request.
+(``IMAGE 1: 64x48 mean=(255,0,0)``), so a test can prove which image reached which request. A
+request with a ``response_format`` json_schema gets JSON of that schema instead
+(``structured_answer``: integer fields from ``SCORE:<n>`` in the message, else from its hash;
+string fields name the images seen).
 
 Every request is counted per key (sha256 of the canonical request body), so a test can see
 whether anything was asked twice. Faults:
@@ -205,6 +208,71 @@ def answer_for(messages: list[dict], *, images: bool = True) -> str:
     )
 
 
+_SCORE_MARK = re.compile(r"SCORE:(-?\d+)")
+
+
+def _user_text(messages: list[dict]) -> str:
+    user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+    if isinstance(user, list):
+        user = " ".join(b.get("text", "") for b in user if isinstance(b, dict))
+    return str(user)
+
+
+def derived_int(text: str, lo: int, hi: int) -> int:
+    """The integer the server gives a schema's integer field in [lo, hi]: ``SCORE:<n>`` in the
+    user message when present (clamped), else a hash of the message. Tests compute the same."""
+    m = _SCORE_MARK.search(text)
+    if m:
+        return max(lo, min(hi, int(m.group(1))))
+    return lo + int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) % (hi - lo + 1)
+
+
+def structured_answer(schema: dict, messages: list[dict]) -> str:
+    """JSON that fits a ``response_format`` json_schema, derived from the last user message:
+    integers by ``derived_int`` within the field's bounds, strings naming their path (``pairs[1].answer``)
+    and the message's first words, arrays of ``minItems`` (at least 2) items, ``$ref`` followed."""
+    user = _user_text(messages)
+    defs = schema.get("$defs") or schema.get("definitions") or {}
+    head = " ".join(user.split()[:6]) or "nothing"
+    seen = "; ".join(image_lines(messages))
+    head += f" | {seen}" if seen else ""
+
+    def build(node: dict, path: str) -> object:
+        if "$ref" in node:
+            node = defs[node["$ref"].rsplit("/", 1)[-1]]
+        if "anyOf" in node:
+            node = next((n for n in node["anyOf"] if n.get("type") != "null"), node["anyOf"][0])
+        if "enum" in node:
+            return node["enum"][0]
+        kind = node.get("type")
+        if kind == "object":
+            return {
+                k: build(v, f"{path}.{k}" if path else k) for k, v in (node.get("properties") or {}).items()
+            }
+        if kind == "array":
+            return [
+                build(node.get("items") or {}, f"{path}[{i}]") for i in range(max(2, node.get("minItems", 0)))
+            ]
+        if kind == "integer":
+            return derived_int(user, int(node.get("minimum", 0)), int(node.get("maximum", 100)))
+        if kind == "number":
+            return float(derived_int(user, int(node.get("minimum", 0)), int(node.get("maximum", 100))))
+        if kind == "boolean":
+            return True
+        return f"{path or 'value'} for: {head}"
+
+    return json.dumps(build(schema, ""), ensure_ascii=False)
+
+
+def reply_for(body: dict, *, images: bool = True) -> str:
+    """The reply to a request body: JSON of its ``response_format`` schema when it asks for one."""
+    rf = body.get("response_format")
+    messages = body.get("messages") or []
+    if isinstance(rf, dict) and rf.get("type") == "json_schema":
+        return structured_answer((rf.get("json_schema") or {}).get("schema") or {}, messages)
+    return answer_for(messages, images=images)
+
+
 def _ntokens(text: str) -> int:
     return max(1, len(text.split()))
 
@@ -354,7 +422,7 @@ def make_app(cfg: ServerConfig) -> web.Application:
             )
         model = str(body.get("model"))
         try:
-            text = answer_for(messages, images=cfg.inspect_images)
+            text = reply_for(body, images=cfg.inspect_images)
         except BadImage as e:
             return _openai_error(400, f"Invalid image: {e}", "invalid_image")
         ptok = _prompt_tokens(messages)
@@ -410,7 +478,7 @@ def make_app(cfg: ServerConfig) -> web.Application:
             return {"id": uuid.uuid4().hex, "custom_id": line["custom_id"], "response": None,
                     "error": {"code": "server_error", "message": "injected failure"}}  # fmt: skip
         try:
-            text = answer_for(messages)
+            text = reply_for(body)
         except BadImage as e:
             return {"id": uuid.uuid4().hex, "custom_id": line["custom_id"],
                     "response": {"status_code": 400, "body": {"error": {"message": f"Invalid image: {e}"}}},
