@@ -17,6 +17,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+from schemas.errors import SyphusError
 from syphus.eval.samples import BenchResult, Metric
 
 Z95 = 1.959963984540054
@@ -104,9 +105,11 @@ def compare(a: BenchResult, b: BenchResult) -> list[Metric]:
 
     Always: `accuracy` (the mean of each verdict's `correct`) overall and per category. Where the
     benchmark is known and scores per unit (MME's images, MMBench's circular groups), also the
-    difference of those unit scores (see Benchmark.units)."""
+    differences of those unit scores (the benchmark's `paired`)."""
     from syphus.eval.benchmarks import BENCHMARKS
 
+    if a.bench != b.bench:
+        raise SyphusError(f"cannot compare results of different benchmarks ({a.bench} and {b.bench})")
     va = {v.sample_id: v for v in a.verdicts}
     vb = {v.sample_id: v for v in b.verdicts}
     shared = sorted(set(va) & set(vb))
@@ -134,3 +137,30 @@ def compare(a: BenchResult, b: BenchResult) -> list[Metric]:
                 paired_difference(metric_name, values, ub.get((metric_name, category), {}), category=category)
             )
     return out
+
+
+def bootstrap_counts(
+    name: str,
+    counts: Sequence[int],
+    statistic: Callable,
+    *,
+    category: str | None = None,
+    rounds: int = BOOTSTRAP_ROUNDS,
+    seed: int = BOOTSTRAP_SEED,
+) -> Metric:
+    """A statistic of cell counts (e.g. F1 from a confusion matrix) with the bootstrap standard error
+    and percentile 95% interval: resampling units with replacement is a multinomial draw of the
+    counts, so this costs the same for 10 units or 10 million. `statistic` takes an array whose last
+    axis holds the counts and must work on a [rounds, cells] array too."""
+    import numpy as np
+
+    c = np.asarray(counts, dtype=np.int64)
+    n = int(c.sum())
+    value = float(statistic(c.astype(float))) if n else 0.0
+    if n < 2:
+        return Metric(name, value, 0.0, (value, value), n, category)
+    rng = np.random.default_rng(seed)
+    draws = np.asarray(statistic(rng.multinomial(n, c / n, size=rounds).astype(float)), dtype=float)
+    se = float(draws.std(ddof=1))
+    lo, hi = (float(x) for x in np.percentile(draws, [2.5, 97.5]))
+    return Metric(name, value, se, (lo, hi), n, category)
