@@ -62,7 +62,10 @@ _EXPLICIT_YN = re.compile(
 )
 # "There is a dog ...", "The image shows ...": a statement that answers by asserting or denying.
 _STATEMENT = re.compile(
-    r"^(?:there (?:is|are|'s)|there's|it (?:is|does|has)|it's|the image (?:shows|contains|has))\b", re.I
+    r"^(?:there(?:'s| (?:is|are|was|were)(?:n't)?\b)|it(?:'s| (?:is|does|has)(?:n't)?\b)"
+    r"|the (?:image|picture|photo) (?:shows|contains|has|does)\b"
+    r"|i (?:can(?:not|'t)?|do(?:n't| not)?|could(?:n't)?) (?:see|find|spot)\b)",
+    re.I,
 )
 
 
