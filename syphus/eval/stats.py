@@ -127,15 +127,9 @@ def compare(a: BenchResult, b: BenchResult) -> list[Metric]:
                     "accuracy", {i: va[i].correct for i in ids}, {i: vb[i].correct for i in ids}, category=cat
                 )
             )
-    bench = BENCHMARKS.get(a.bench) if a.bench == b.bench else None
-    units_of = getattr(bench, "units", None)
-    if units_of is not None:
-        ua = units_of([va[i] for i in shared])
-        ub = units_of([vb[i] for i in shared])
-        for (metric_name, category), values in ua.items():
-            out.append(
-                paired_difference(metric_name, values, ub.get((metric_name, category), {}), category=category)
-            )
+    paired = getattr(BENCHMARKS.get(a.bench), "paired", None)
+    if paired is not None:
+        out += paired([va[i] for i in shared], [vb[i] for i in shared])
     return out
 
 
