@@ -62,7 +62,8 @@ class Benchmark(Protocol):
 
 def _text(row: Row, field: str, *, required: bool = True) -> str | None:
     v = row.values.get(field)
-    if v is None or (isinstance(v, str) and not v.strip()):
+    # pandas-written files spell a missing cell "nan" (lmms-eval checks MMBench's hint against it)
+    if v is None or (isinstance(v, str) and (not v.strip() or (not required and v.strip().lower() == "nan"))):
         if required:
             raise SyphusError(f"{row.where}: field '{field}' is empty")
         return None

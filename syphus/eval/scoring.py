@@ -44,8 +44,8 @@ MME_COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_transla
 
 
 def judge_name(judge: Judge | None) -> str:
-    """The name a judge callable carries (the runner sets `.name` to the judge model), else 'judge'."""
-    return str(getattr(judge, "name", None) or "judge")
+    """The judge model a judge callable names (its `.name` or `.model`), else "judge"."""
+    return str(getattr(judge, "name", None) or getattr(judge, "model", None) or "judge")
 
 
 def _answered(
