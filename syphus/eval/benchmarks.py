@@ -17,6 +17,7 @@ from syphus.eval.layouts import (
     IMAGE,
     IMAGES,
     INT,
+    INT_OR_STR,
     STR,
     STR_LIST,
     STR_OR_LIST,
@@ -421,7 +422,7 @@ class SEEDBench(TableBenchmark):
         Field("data_type", STR),
         Field("question", STR),
         Field("question_id", STR),
-        Field("question_type_id", INT),
+        Field("question_type_id", INT_OR_STR),
         Field("image", IMAGES),
     ]
     tsv_fields = [
@@ -436,8 +437,8 @@ class SEEDBench(TableBenchmark):
 
     def from_parquet(self, row, state):
         options = {c.upper(): _text(row, f"choice_{c}") for c in "abcd"}
-        qt = row.values.get("question_type_id")
-        dim = SEED_DIMENSIONS.get(int(qt), str(qt)) if qt is not None else None
+        qt = row.values.get("question_type_id")  # int16 in lmms-lab's files, a string in the authors' loader
+        dim = SEED_DIMENSIONS.get(int(qt), str(qt)) if qt is not None and str(qt).strip().isdigit() else qt
         return Sample(
             self.name,
             _text(row, "question_id"),

@@ -27,7 +27,7 @@ from pathlib import Path
 from schemas.errors import SyphusError
 
 # Field kinds a benchmark may ask for.
-STR, INT, FLOAT, IMAGE, IMAGES, STR_LIST, STRUCT, STR_OR_LIST = (
+STR, INT, FLOAT, IMAGE, IMAGES, STR_LIST, STRUCT, STR_OR_LIST, INT_OR_STR = (
     "string",
     "integer",
     "float",
@@ -36,6 +36,7 @@ STR, INT, FLOAT, IMAGE, IMAGES, STR_LIST, STRUCT, STR_OR_LIST = (
     "list of strings",
     "struct",
     "string or list of strings",
+    "integer or string",
 )
 
 
@@ -153,6 +154,8 @@ def _accepts(want: str, have: str) -> bool:
     if want == FLOAT and have == INT:
         return True
     if want == STR_OR_LIST and have in (STR, STR_LIST):
+        return True
+    if want == INT_OR_STR and have in (INT, STR):
         return True
     return False
 

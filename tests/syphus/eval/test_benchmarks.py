@@ -287,3 +287,16 @@ def test_tsv_images_decode_like_the_parquet_ones():
     tsv = next(iter(BENCHMARKS["mmbench"].read(REAL_DATA / "vlmevalkit" / "MMBench_DEV_EN.tsv")))
     line = (REAL_DATA / "vlmevalkit" / "MMBench_DEV_EN.tsv").read_text().splitlines()[1].split("\t")
     assert tsv.images == [base64.b64decode(line[9])]
+
+
+def test_seedbench_question_type_id_may_be_a_string_as_in_the_authors_loader(tmp_path):
+    src = REAL_DATA / "seedbench" / "data" / "test-00000-of-00001.parquet"
+
+    def as_text(t):
+        i = t.schema.get_field_index("question_type_id")
+        return t.set_column(i, "question_type_id", pa.array([str(x) for x in t.column(i).to_pylist()]))
+
+    bad = _rewrite(src, tmp_path / "x.parquet", as_text)
+    assert [s.meta["labels"] for s in BENCHMARKS["seedbench"].read(bad)][1] == [
+        "dimension: Instances Counting"
+    ]
