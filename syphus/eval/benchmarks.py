@@ -72,7 +72,7 @@ def _text(row: Row, field: str, *, required: bool = True) -> str | None:
 
 
 def _letter_options(row: Row, letters: str = "ABCDEFGHI") -> dict[str, str]:
-    """Options spread over columns A, B, C, ... (VLMEvalKit and lmms-lab/MMBench); null cells end them."""
+    """Options spread over columns A, B, C, ... (VLMEvalKit and lmms-lab/MMBench); null cells are no option."""
     out = {}
     for k in letters:
         v = row.values.get(k)
@@ -124,6 +124,9 @@ class TableBenchmark:
         for row in rows:
             if limit is not None and len(seen) >= limit:
                 return
+            # A TSV may hold several splits in a `split` column (VLMEvalKit's MMBench): keep the one asked for.
+            if layout == "tsv" and split and row.values.get("split") not in (None, split):
+                continue
             s = make(row, state)
             if s.id in seen:
                 raise SyphusError(f"{row.where}: sample id {s.id!r} ({self.id_fields}) appears twice")

@@ -300,3 +300,12 @@ def test_seedbench_question_type_id_may_be_a_string_as_in_the_authors_loader(tmp
     assert [s.meta["labels"] for s in BENCHMARKS["seedbench"].read(bad)][1] == [
         "dimension: Instances Counting"
     ]
+
+
+def test_a_tsv_with_a_split_column_keeps_the_split_asked_for(tmp_path):
+    lines = (REAL_DATA / "vlmevalkit" / "MMBench_DEV_EN.tsv").read_text().splitlines()
+    lines[-1] = lines[-1].rsplit("\t", 1)[0] + "\ttest"
+    tsv = tmp_path / "MMBench_EN.tsv"
+    tsv.write_text("\n".join(lines) + "\n")
+    assert len(list(BENCHMARKS["mmbench"].read(tsv))) == 6
+    assert [s.id for s in BENCHMARKS["mmbench"].read(tsv, split="test")] == ["1000001"]
