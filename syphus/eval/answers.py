@@ -60,6 +60,11 @@ _NEGATIONS = {
 _EXPLICIT_YN = re.compile(
     r"\b(?:answer|response)\s*(?:is|:|-|would be|should be)?\s*[\"'(]?\s*(yes|no)\b", re.I
 )
+# "Certainly!", "Absolutely not.", "Not at all.": emphatic answers without the words yes or no.
+_EMPHATIC = re.compile(
+    r"^(?:(?:certainly|absolutely|definitely|of course|sure|indeed)(?P<neg> not)?\b|(?P<neg2>not at all)\b)",
+    re.I,
+)
 # "There is a dog ...", "The image shows ...": a statement that answers by asserting or denying.
 _STATEMENT = re.compile(
     r"^(?:there(?:'s| (?:is|are|was|were)(?:n't)?\b)|it(?:'s| (?:is|does|has)(?:n't)?\b)"
@@ -82,6 +87,9 @@ def parse_yes_no(text: str | None) -> str | None:
     fs_words = set(_words(first_sentence))
     if {"yes", "no"} <= fs_words:
         return None  # "Yes and no": no answer
+    m = _EMPHATIC.match(t)
+    if m:
+        return "no" if m.group("neg") or m.group("neg2") else "yes"
     if words[0] in _YES_WORDS or (len(words) == 1 and words[0] == "y"):
         return "yes"
     if words[0] in _NO_WORDS or (len(words) == 1 and words[0] == "n"):
@@ -95,6 +103,9 @@ def parse_yes_no(text: str | None) -> str | None:
         return "yes" if has_yes else "no"
     if not has_yes and _STATEMENT.match(first_sentence):
         return "no" if fs_words & _NEGATIONS else "yes"
+    all_words = set(words)
+    if ("yes" in all_words) != ("no" in all_words):  # "Is there a dog? No."
+        return "yes" if "yes" in all_words else "no"
     return None
 
 
@@ -219,7 +230,8 @@ def parse_choice(
 # ---------------------------------------------------------------- numbers
 
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+"
-_NUMBER_RE = re.compile(rf"(?<![\w.]){_NUMBER}(?![\w])")
+# Units may follow ("5cm", "12.5%"), but not more digits or an exponent ("1e3").
+_NUMBER_RE = re.compile(rf"(?<![\w.])(?:{_NUMBER})(?![\d]|\.\d|[eE][+-]?\d)")
 _FINAL_NUMBER = re.compile(
     rf"(?:answer|result|total|final value|value)\s*(?:is|:|=|would be|should be|will be)?\s*:?\s*[\"'(\$]?\s*(?P<n>{_NUMBER})",
     re.I,
