@@ -101,6 +101,7 @@ class TableBenchmark:
     parquet_fields: list[Field] = []
     tsv_fields: list[Field] | None = None
     instruction: str = ""  # the answer-format instruction the default prompt adds after the question
+    verdict_metric: str = "accuracy"  # what the mean of the verdicts' `correct` is called (compare)
     id_fields: str = ""  # which fields make the sample id, for the duplicate-id error
 
     def read(self, path: Path, *, split: str | None = None, limit: int | None = None) -> Iterator[Sample]:
@@ -690,6 +691,7 @@ class MMVet(TableBenchmark):
 
     name = "mmvet"
     id_fields = "question_id"
+    verdict_metric = "score"
     parquet_fields = [
         Field("question_id", STR),
         Field("image", IMAGE),

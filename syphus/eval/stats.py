@@ -33,7 +33,10 @@ def wilson_interval(successes: float, n: int) -> tuple[float, float]:
     z2 = Z95 * Z95
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At 0 or n successes a bound is exactly 0 or 1; rounding would leave 1e-17 there.
+    lo = 0.0 if successes <= 0 else max(0.0, centre - half)
+    hi = 1.0 if successes >= n else min(1.0, centre + half)
+    return (lo, hi)
 
 
 def proportion(
@@ -103,9 +106,9 @@ def compare(a: BenchResult, b: BenchResult) -> list[Metric]:
     """Paired difference a - b over the sample ids both results scored, per metric unit (sample, image,
     circular group), each with its standard error and 95% interval.
 
-    Always: `accuracy` (the mean of each verdict's `correct`) overall and per category. Where the
-    benchmark is known and scores per unit (MME's images, MMBench's circular groups), also the
-    differences of those unit scores (the benchmark's `paired`)."""
+    Always: `accuracy` (MM-Vet: `score`), the mean of each verdict's `correct`, overall and per
+    category. Where the benchmark is known and scores per unit (MME's images, MMBench's circular
+    groups), also the differences of those unit scores (the benchmark's `paired`)."""
     from syphus.eval.benchmarks import BENCHMARKS
 
     if a.bench != b.bench:
@@ -113,9 +116,9 @@ def compare(a: BenchResult, b: BenchResult) -> list[Metric]:
     va = {v.sample_id: v for v in a.verdicts}
     vb = {v.sample_id: v for v in b.verdicts}
     shared = sorted(set(va) & set(vb))
-    out = [
-        paired_difference("accuracy", {i: va[i].correct for i in shared}, {i: vb[i].correct for i in shared})
-    ]
+    bench = BENCHMARKS.get(a.bench)
+    name = getattr(bench, "verdict_metric", "accuracy")  # MM-Vet's verdicts are grades: "score"
+    out = [paired_difference(name, {i: va[i].correct for i in shared}, {i: vb[i].correct for i in shared})]
     by_cat: dict[str, list[str]] = defaultdict(list)
     for i in shared:
         by_cat[va[i].category].append(i)
@@ -124,10 +127,10 @@ def compare(a: BenchResult, b: BenchResult) -> list[Metric]:
             ids = by_cat[cat]
             out.append(
                 paired_difference(
-                    "accuracy", {i: va[i].correct for i in ids}, {i: vb[i].correct for i in ids}, category=cat
+                    name, {i: va[i].correct for i in ids}, {i: vb[i].correct for i in ids}, category=cat
                 )
             )
-    paired = getattr(BENCHMARKS.get(a.bench), "paired", None)
+    paired = getattr(bench, "paired", None)
     if paired is not None:
         out += paired([va[i] for i in shared], [vb[i] for i in shared])
     return out

@@ -19,6 +19,7 @@ def test_wilson_interval_matches_published_values():
     assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(6, 6)[1] == 1.0 and wilson_interval(0, 6)[0] == 0.0  # exact, not 1 - 1e-17
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
@@ -104,3 +105,21 @@ def test_a_malformed_results_file_is_a_one_line_error_naming_it():
         BenchResult.from_json({"bench": "mme", "metrics": [bad]}, where="results/m/mme.json")
     with pytest.raises(SyphusError, match="expected a JSON object"):
         BenchResult.from_json([], where="x.json")
+
+
+def test_compare_names_mmvet_differences_score():
+    class Judge:
+        model = "fake"
+
+        def __init__(self, grade):
+            self.grade = grade
+
+        def __call__(self, prompts):
+            return [self.grade for _ in prompts]
+
+    ss = list(BENCHMARKS["mmvet"].read(REAL_DATA / "mmvet"))
+    a = BENCHMARKS["mmvet"].score(ss, {s.id: "x" for s in ss}, judge=Judge("0.8"))
+    b = BENCHMARKS["mmvet"].score(ss, {s.id: "y" for s in ss}, judge=Judge("0.5"))
+    assert a.verdicts[0].judged_by == "fake"
+    first = compare(a, b)[0]
+    assert (first.name, first.value, first.n) == ("score", pytest.approx(0.3), 3)
