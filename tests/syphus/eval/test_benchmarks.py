@@ -309,3 +309,43 @@ def test_a_tsv_with_a_split_column_keeps_the_split_asked_for(tmp_path):
     tsv.write_text("\n".join(lines) + "\n")
     assert len(list(BENCHMARKS["mmbench"].read(tsv))) == 6
     assert [s.id for s in BENCHMARKS["mmbench"].read(tsv, split="test")] == ["1000001"]
+
+
+# The Arrow schema each fixture must keep: the published one (see each SOURCE.md).
+_IMG = "struct<bytes: binary, path: string>"
+PUBLISHED = {
+    "mme/data/test-00000-of-00001.parquet": {
+        "question_id": "string", "image": _IMG, "question": "string", "answer": "string", "category": "string",
+    },
+    "pope/data/test-00000-of-00001.parquet": {
+        "id": "string", "question_id": "string", "question": "string", "answer": "string", "image_source": "string",
+        "image": _IMG, "category": "string",
+    },
+    "scienceqa_img/ScienceQA-IMG/test-00000-of-00001.parquet": {
+        "image": _IMG, "question": "string", "choices": "list<element: string>", "answer": "int8", "hint": "string",
+        "task": "string", "grade": "string", "subject": "string", "topic": "string", "category": "string",
+        "skill": "string", "lecture": "string", "solution": "string",
+    },
+    "mmbench/en/dev-00000-of-00001.parquet": {
+        "index": "int64", "question": "string", "hint": "string", "answer": "string", "A": "string", "B": "string",
+        "C": "string", "D": "string", "category": "string", "image": _IMG, "source": "string",
+        "L2-category": "string", "comment": "string", "split": "string",
+    },
+    "magnifierbench/data/test-00000-of-00001.parquet": {
+        "id": "string", "instruction": "string", "images": f"list<element: {_IMG}>", "answer": "string",
+    },
+    "mathvista/data/testmini-00000-of-00001-6f8b2c1a.parquet": {
+        "pid": "string", "question": "string", "image": "string", "decoded_image": _IMG,
+        "choices": "list<element: string>", "unit": "string", "precision": "double", "answer": "string",
+        "question_type": "string", "answer_type": "string", "query": "string",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("relpath", sorted(PUBLISHED))
+def test_fixtures_keep_the_published_arrow_schema(relpath):
+    schema = pq.read_schema(REAL_DATA / relpath)
+    have = {f.name: str(f.type).replace("item: ", "element: ") for f in schema}
+    for name, kind in PUBLISHED[relpath].items():
+        assert have.get(name) == kind, (relpath, name, have.get(name))
+    assert b"huggingface" in (schema.metadata or {})
