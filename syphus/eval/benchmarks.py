@@ -28,6 +28,7 @@ from syphus.eval.layouts import (
     image_bytes,
     read_parquet,
     read_tsv,
+    split_of,
 )
 from syphus.eval.samples import BenchResult, Judge, Sample
 from syphus.eval.scoring import (
@@ -260,7 +261,7 @@ class MME(TableBenchmark):
 class POPE(TableBenchmark):
     """lmms-lab/POPE (default config, test, 9000 rows): id, question_id (1..3000 within each subset),
     question, answer (yes/no), image_source, image, category (adversarial / popular / random).
-    Its `Full` config has one split per subset with the same fields."""
+    Its `Full` config has one split per subset; a file without `category` takes its split's name."""
 
     name = "pope"
     id_fields = "category/question_id"
@@ -272,7 +273,7 @@ class POPE(TableBenchmark):
         Field("answer", STR),
         Field("image_source", STR, required=False),
         Field("image", IMAGE),
-        Field("category", STR),
+        Field("category", STR, required=False),
     ]
     tsv_fields = [
         Field("index", STR),
@@ -283,7 +284,7 @@ class POPE(TableBenchmark):
     ]
 
     def from_parquet(self, row, state):
-        cat = _text(row, "category")
+        cat = _text(row, "category", required=False) or split_of(row.file) or "all"
         meta = {
             k: row.values.get(k)
             for k in ("id", "question_id", "image_source")

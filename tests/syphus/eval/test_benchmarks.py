@@ -349,3 +349,14 @@ def test_fixtures_keep_the_published_arrow_schema(relpath):
     for name, kind in PUBLISHED[relpath].items():
         assert have.get(name) == kind, (relpath, name, have.get(name))
     assert b"huggingface" in (schema.metadata or {})
+
+
+def test_pope_full_config_files_take_the_subset_from_their_split(tmp_path):
+    src = REAL_DATA / "pope" / "data" / "test-00000-of-00001.parquet"
+    t = pq.read_table(src)
+    full = tmp_path / "Full"
+    full.mkdir()
+    pq.write_table(t.slice(0, 2).drop_columns(["category"]), full / "adversarial-00000-of-00001.parquet")
+    pq.write_table(t.slice(2, 2).drop_columns(["category"]), full / "popular-00000-of-00001.parquet")
+    ss = list(BENCHMARKS["pope"].read(tmp_path, split="popular"))
+    assert [(s.id, s.category) for s in ss] == [("popular/1", "popular"), ("popular/2", "popular")]
