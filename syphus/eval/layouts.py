@@ -157,6 +157,8 @@ def _accepts(want: str, have: str) -> bool:
         return True
     if want == INT_OR_STR and have in (INT, STR):
         return True
+    if {want, have} == {IMAGE, IMAGES}:  # one image or a list of them: readers take either
+        return True
     return False
 
 
