@@ -745,15 +745,27 @@ class PreviewItem:
     raw: str | None = None
 
 
-def preview_requests(task: Task, paths: list[Path], n: int, opts: GenerateOptions) -> list[ChatRequest]:
-    """The requests of the first ``n`` annotations (one per distinct prompt), for showing the prompt."""
-    anns = load_annotations(task, paths, n).annotations
-    if not anns:
+def preview_requests(
+    task: Task, paths: list[Path], n: int, opts: GenerateOptions, images: ImageSource | None = None
+) -> list[ChatRequest]:
+    """The requests of the first ``n`` annotations (one per distinct prompt), for showing the
+    prompt; with ``images`` (an ImageSource on the corpus) their images ride along, as in generate."""
+    if opts.images_wanted(task):
+        option = "--with-images" if opts.with_images else f"--task {task.name} (it sends images)"
+        require_images(opts.model, opts.backend, opts.api_base, option)
+        if images is None:
+            raise SyphusError(
+                f"{option}: images are read from a corpus; pass --corpus (after syphus import images)"
+            )
+    loaded = load_annotations(task, paths, n)
+    if not loaded.annotations:
         raise SyphusError(f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}")
-    return build_requests(task, anns, opts.model, opts.params())[0]
+    return plan_requests(task, loaded, opts, images if opts.images_wanted(task) else None)[0]
 
 
-def preview(task: Task, reqs: list[ChatRequest], opts: GenerateOptions) -> list[PreviewItem]:
+def preview(
+    task: Task, reqs: list[ChatRequest], opts: GenerateOptions, images: ImageSource | None = None
+) -> list[PreviewItem]:
     """Send the requests and parse each reply, without a corpus; items in the requests' order."""
     results: dict[str, PreviewItem] = {}
 
@@ -769,7 +781,7 @@ def preview(task: Task, reqs: list[ChatRequest], opts: GenerateOptions) -> list[
         results[o.req.key] = item
 
     async def go() -> None:
-        backend = open_backend(opts)
+        backend = open_backend(opts, images)
         try:
             await Scheduler(backend, scheduler_config(opts), price_of(opts.model), on_outcome).run(reqs)
         finally:

@@ -343,3 +343,20 @@ def test_kill9_with_images_and_resume_loses_nothing_and_pays_nothing_twice(serve
     assert got == {
         f"n{i}": f"IMAGE 1: {32 + i % 5}x24 mean=({c[0]},{c[1]},{c[2]})" for i, c in colour.items()
     }
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "kw"),
+    [("RGB", "JPEG", {}), ("RGB", "JPEG", {"progressive": True}), ("L", "JPEG", {}), ("RGBA", "PNG", {}),
+     ("P", "PNG", {})],
+)  # fmt: skip
+def test_header_size_agrees_with_pil(mode, fmt, kw):
+    import io
+
+    from syphus.engine.images import header_size
+
+    for size in [(1, 1), (640, 480), (3000, 17)]:
+        buf = io.BytesIO()
+        Image.new(mode, size).save(buf, fmt, **kw)
+        assert header_size(buf.getvalue()) == (fmt, *size)
+    assert header_size(b"\xff\xd8\xff") is None and header_size(b"GIF89a") is None
