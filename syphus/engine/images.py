@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import threading
 import warnings
@@ -185,6 +186,8 @@ class ImageSource:
         self._cache: OrderedDict[str, tuple[bytes, bool]] = OrderedDict()
         self._cached_bytes = 0
         self._lock = threading.Lock()
+        self.workers = min(4, os.cpu_count() or 1)
+        self._pool = None  # planning threads, started on first use
         self.encodes = 0  # downscale + encode operations (figures for tests and the benchmark)
         self.reads = 0  # image reads from the corpus
 
@@ -226,12 +229,14 @@ class ImageSource:
                         f"image '{iid}': not in the corpus", reason="image not in the corpus"
                     )
             try:
+                batch: list[tuple[str, bytes]] = []
                 for iid, data in self.corpus.iter_images([i for i in chunk if i in recorded]):
                     self.reads += 1
-                    try:
-                        self._remember(iid, self._prepare(data, f"image '{iid}'", recorded[iid], iid))
-                    except ImageError as e:
-                        out[iid] = e
+                    batch.append((iid, data))
+                    if len(batch) >= 64:  # a bounded window of images in memory
+                        self._prepare_many(batch, recorded, out)
+                        batch = []
+                self._prepare_many(batch, recorded, out)
             except SyphusError:  # a truncated shard: the rest one at a time, each with its reason
                 for iid in chunk:
                     if iid in recorded and iid not in self._parts and iid not in out:
@@ -240,6 +245,34 @@ class ImageSource:
                         except ImageError as err:
                             out[iid] = err
         return {i: out.get(i) or self._parts[i] for i in ids}
+
+    def _prepare_many(self, batch: list[tuple[str, bytes]], recorded: dict[str, str], out: dict) -> None:
+        """Check (and downscale) a batch of images on a few threads: hashing, decoding and
+        resizing release the GIL, so planning a large run uses the machine's cores."""
+
+        def one(item: tuple[str, bytes]) -> tuple[str, dict | ImageError]:
+            iid, data = item
+            try:
+                return iid, self._prepare(data, f"image '{iid}'", recorded[iid], iid)
+            except ImageError as e:
+                return iid, e
+
+        if self._pool is None and len(batch) > 1 and self.workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="syphus-images")
+        results = self._pool.map(one, batch) if self._pool is not None else map(one, batch)
+        for iid, res in results:
+            if isinstance(res, ImageError):
+                out[iid] = res
+            else:
+                self._remember(iid, res)
+
+    def close(self) -> None:
+        """Stop the planning threads (the cache stays usable)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def part_from_bytes(self, data: bytes) -> dict:
         """The part of an image not in a corpus (e.g. an eval benchmark's). The caller's bytes are
@@ -302,7 +335,8 @@ class ImageSource:
             im.save(buf, format="PNG", optimize=False)
         else:
             im.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False)
-        self.encodes += 1
+        with self._lock:
+            self.encodes += 1
         return buf.getvalue(), tw, th, "image/png" if alpha else "image/jpeg"
 
     # -- bytes -------------------------------------------------------------------------------

@@ -176,7 +176,10 @@ def keep_with_images(
 ) -> list[Annotation]:
     """The annotations whose every image the source can send; each other one is counted in
     ``loaded`` as skipped with its image's reason (missing, corrupt), before any request."""
-    status = source.parts(i for a in anns for i in a.image_ids)
+    try:
+        status = source.parts(i for a in anns for i in a.image_ids)
+    finally:
+        source.close()
     kept = []
     for ann in anns:
         bad = next((i for i in ann.image_ids if isinstance(status[i], ImageError)), None)
