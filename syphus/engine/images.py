@@ -181,7 +181,9 @@ class ImageSource:
         self.cache_items = max(1, cache_items)
         self.cache_bytes = cache_bytes
         self._parts: dict[str, dict] = {}  # image id -> part (shared by every request using it)
-        self._origin: dict[str, str | bytes] = {}  # sent sha -> corpus image id, or the caller's bytes
+        # sent sha -> where to read it again: (image id, shard, offset, nbytes) in the corpus, or
+        # the caller's bytes (part_from_bytes); a re-read is then one pread, not a query
+        self._origin: dict[str, tuple | bytes] = {}
         # sent sha -> (bytes to send, whether already base64): every provider form needs base64
         self._cache: OrderedDict[str, tuple[bytes, bool]] = OrderedDict()
         self._cached_bytes = 0
@@ -198,19 +200,10 @@ class ImageSource:
         p = self._parts.get(image_id)
         if p is not None:
             return p
-        if self.corpus is None:
-            raise SyphusError(f"image '{image_id}': no corpus to read it from")
-        try:
-            data = self.corpus.get_image(image_id)
-        except SyphusError as e:
-            missing = "unknown image id" in str(e)
-            raise ImageError(
-                f"image '{image_id}': {'not in the corpus' if missing else _one_line(e)}",
-                reason="image not in the corpus" if missing else "image unreadable in the corpus",
-            ) from e
-        self.reads += 1
-        recorded = self.corpus.has_images([image_id]).get(image_id)
-        return self._remember(image_id, self._prepare(data, f"image '{image_id}'", recorded, image_id))
+        res = self.parts([image_id])[image_id]
+        if isinstance(res, ImageError):
+            raise res
+        return res
 
     def parts(self, image_ids: Iterable[str]) -> dict[str, dict | ImageError]:
         """Parts of many corpus images, read in shard order: id -> part, or the ImageError that
@@ -222,38 +215,38 @@ class ImageSource:
             raise SyphusError("images were asked for but there is no corpus to read them from")
         for start in range(0, len(wanted), 10_000):
             chunk = wanted[start : start + 10_000]
-            recorded = self.corpus.has_images(chunk)
+            index = self.corpus.image_index(chunk)
             for iid in chunk:
-                if iid not in recorded:
+                if iid not in index:
                     out[iid] = ImageError(
                         f"image '{iid}': not in the corpus", reason="image not in the corpus"
                     )
-            try:
-                batch: list[tuple[str, bytes]] = []
-                for iid, data in self.corpus.iter_images([i for i in chunk if i in recorded]):
-                    self.reads += 1
-                    batch.append((iid, data))
-                    if len(batch) >= 64:  # a bounded window of images in memory
-                        self._prepare_many(batch, recorded, out)
-                        batch = []
-                self._prepare_many(batch, recorded, out)
-            except SyphusError:  # a truncated shard: the rest one at a time, each with its reason
-                for iid in chunk:
-                    if iid in recorded and iid not in self._parts and iid not in out:
-                        try:
-                            self.part(iid)
-                        except ImageError as err:
-                            out[iid] = err
+            batch: list[tuple[str, bytes, tuple]] = []
+            for iid in sorted((i for i in chunk if i in index), key=lambda i: index[i][1:3]):  # shard order
+                sha, shard, offset, nbytes = index[iid]
+                try:
+                    data = self.corpus.read_image_at(shard, offset, nbytes, iid)
+                except SyphusError as e:  # a truncated or unreadable shard
+                    out[iid] = ImageError(
+                        f"image '{iid}': {_one_line(e)}", reason="image unreadable in the corpus"
+                    )
+                    continue
+                self.reads += 1
+                batch.append((iid, data, index[iid]))
+                if len(batch) >= 64:  # a bounded window of images in memory
+                    self._prepare_many(batch, out)
+                    batch = []
+            self._prepare_many(batch, out)
         return {i: out.get(i) or self._parts[i] for i in ids}
 
-    def _prepare_many(self, batch: list[tuple[str, bytes]], recorded: dict[str, str], out: dict) -> None:
+    def _prepare_many(self, batch: list[tuple[str, bytes, tuple]], out: dict) -> None:
         """Check (and downscale) a batch of images on a few threads: hashing, decoding and
         resizing release the GIL, so planning a large run uses the machine's cores."""
 
-        def one(item: tuple[str, bytes]) -> tuple[str, dict | ImageError]:
-            iid, data = item
+        def one(item: tuple[str, bytes, tuple]) -> tuple[str, dict | ImageError]:
+            iid, data, (sha, shard, offset, nbytes) = item
             try:
-                return iid, self._prepare(data, f"image '{iid}'", recorded[iid], iid)
+                return iid, self._prepare(data, f"image '{iid}'", sha, (iid, shard, offset, nbytes))
             except ImageError as e:
                 return iid, e
 
@@ -288,7 +281,7 @@ class ImageSource:
         self._parts[key] = part
         return part
 
-    def _prepare(self, data: bytes, where: str, recorded_sha: str | None, origin: str | bytes) -> dict:
+    def _prepare(self, data: bytes, where: str, recorded_sha: str | None, origin: tuple | bytes) -> dict:
         data_sha = hashlib.sha256(data).hexdigest()
         if recorded_sha is not None and data_sha != recorded_sha:
             raise ImageError(
@@ -382,14 +375,20 @@ class ImageSource:
             self._put(sha256, data, b64=True)
         return data
 
-    def _reread(self, sha256: str, origin: str | bytes | None) -> bytes:
+    def _reread(self, sha256: str, origin: tuple | bytes | None) -> bytes:
         """The bytes to send for a part that left the cache: read (and downscaled) again."""
         if origin is None:
             raise SyphusError(f"image sha256 {sha256[:12]}...: not prepared by this ImageSource")
-        if isinstance(origin, str):
-            raw = self.corpus.get_image(origin)
+        if isinstance(origin, tuple):
+            iid, shard, offset, nbytes = origin
+            try:
+                raw = self.corpus.read_image_at(shard, offset, nbytes, iid)
+            except SyphusError as e:
+                raise ImageError(
+                    f"image '{iid}': {_one_line(e)}", reason="image unreadable in the corpus"
+                ) from e
             self.reads += 1
-            where = f"image '{origin}'"
+            where = f"image '{iid}'"
         else:
             raw, where = origin, "image bytes"
         sent = self._encode(raw, where)[0]

@@ -360,3 +360,22 @@ def test_header_size_agrees_with_pil(mode, fmt, kw):
         Image.new(mode, size).save(buf, fmt, **kw)
         assert header_size(buf.getvalue()) == (fmt, *size)
     assert header_size(b"\xff\xd8\xff") is None and header_size(b"GIF89a") is None
+
+
+def test_a_run_larger_than_the_image_cache_still_sends_each_its_own_image(
+    serve, tmp_path, capsys, corpus_with_images, monkeypatch
+):
+    from syphus.engine.images import ImageSource
+    from syphus.engine.pipeline import GenerateOptions
+
+    # a cache of one image: every send reads its image again from the shard (and re-downscales BLUE)
+    monkeypatch.setattr(
+        GenerateOptions, "image_source", lambda self, corpus: ImageSource(corpus, cache_items=1)
+    )
+    srv = serve()
+    ann = notes(tmp_path / "n.jsonl", [("a", ["RED"]), ("b", ["BLUE"]), ("c", ["GREEN"])])
+    code, out = gen(capsys, srv, ann, corpus_with_images, "--with-images", "--concurrency", "1")
+    assert code == 0, out
+    got = answers(corpus_with_images)
+    assert got["a"] == "IMAGE 1: 64x48 mean=(255,0,0)" and got["c"] == "IMAGE 1: 80x60 mean=(0,255,0)"
+    assert got["b"].startswith("IMAGE 1: 768x384 mean=(0,0,25")
