@@ -14,7 +14,7 @@ DEFAULT_MODEL = "local/smollm2-135m"  # same as syphus.engine.pipeline.DEFAULT_M
 EXIT_BUDGET = 3  # --max-cost stopped the run
 EXIT_FAILED_REQUESTS = 4  # the run finished, but some requests ran out of attempts
 
-TASK_HELP = "Task name (LA, SD, CGD, SN, DC, TVC, VST, E4D, ...) or 'package.module:Class' for your own task."
+TASK_HELP = "Task name (LA, SD, CGD, SN, DC, TVC, VST, E4D, describe, ...) or 'package.module:Class' for your own task."
 ANN_HELP = "Annotation file(s) in the dataset's own format (repeat the option for several files)."
 
 

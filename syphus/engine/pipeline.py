@@ -650,7 +650,7 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
     has_corpus = (Path(corpus_dir) / DB_NAME).exists()
     if wants_images and not has_corpus:
         raise SyphusError(
-            f"{corpus_dir}: no corpus, and the images sent with --with-images are read from it",
+            f"{corpus_dir}: no corpus, and the images to send are read from the corpus",
             hint=f"import them first: syphus import images DIR --corpus {corpus_dir}",
         )
     if dry_run and not has_corpus:
