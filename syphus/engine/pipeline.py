@@ -701,18 +701,32 @@ def _warn_images(plan: Plan, task: Task, corpus_dir: Path, warn: Callable[[str],
 
 
 def reparse(task: Task, paths: list[Path], corpus_dir: Path) -> dict[str, Any]:
-    """Re-run the task's current parser over every stored reply to these annotations. No requests."""
+    """Re-run the task's current parser over every stored reply to these annotations. No requests.
+
+    A reply goes to every annotation that shared its request: those with the same prompt text,
+    and, for a reply to a request that carried images, the same images (by content) too."""
     anns = {}
-    same_prompt: dict[str, list[Annotation]] = {}  # annotations that shared one request
-    for ann in load_annotations(task, paths, None).annotations:
-        anns[(task_of(task, ann), ann.id)] = ann
-        same_prompt.setdefault(request_key("", task.messages(ann), {}), []).append(ann)
+    loaded = load_annotations(task, paths, None).annotations
     with Corpus(corpus_dir, create=False) as corpus:
+        content = corpus.has_images(list(dict.fromkeys(i for a in loaded for i in a.image_ids)))
+
+        def prompt_of(ann: Annotation, images: bool) -> tuple:
+            text = request_key("", task.messages(ann), {})
+            return (text, tuple(content.get(i) for i in ann.image_ids)) if images else (text,)
+
+        same_prompt: dict[tuple, list[Annotation]] = {}  # annotations that shared one request
+        for ann in loaded:
+            anns[(task_of(task, ann), ann.id)] = ann
+            for images in (False, True):
+                same_prompt.setdefault(prompt_of(ann, images), []).append(ann)
         log = RequestLog(corpus)
         run_id = corpus.start_run("reparse", {"task": task.name, "annotations": [str(p) for p in paths]})
+        # whether each reply's request carried images: its run's options, or a task that always sends them
         rows = corpus.con.execute(
-            "SELECT key, task, source_id, raw, finish_reason FROM requests WHERE status = 'done' "
-            "AND task IN (SELECT unnest(?::VARCHAR[]))",
+            "SELECT r.key, r.task, r.source_id, r.raw, r.finish_reason, "
+            "coalesce(TRY_CAST(json_extract_string(ru.config, '$.with_images') AS BOOLEAN), false) "
+            "FROM requests r LEFT JOIN runs ru ON ru.id = r.run_id WHERE r.status = 'done' "
+            "AND r.task IN (SELECT unnest(?::VARCHAR[]))",
             [sorted({t for t, _ in anns})],
         ).fetchall()
         matched = [(r, anns[(r[1], r[2])]) for r in rows if (r[1], r[2]) in anns]
@@ -722,8 +736,9 @@ def reparse(task: Task, paths: list[Path], corpus_dir: Path) -> dict[str, Any]:
             [sorted({t for t, _ in anns})],
         ).fetchone()[0]
         corpus.forget_parsed([r[0] for r, _ in matched])
-        for (key, _t, _s, raw, finish), ann in matched:
-            group = same_prompt[request_key("", task.messages(ann), {})]
+        wants = bool(getattr(task, "wants_images", False))
+        for (key, _t, _s, raw, finish, with_images), ann in matched:
+            group = same_prompt[prompt_of(ann, wants or bool(with_images))]
             ing = make_ingest(task, ann, key, raw or "", finish, run_id, [a for a in group if a is not ann])
             pairs += len(ing.rows)
             quarantined += len(ing.quarantine)

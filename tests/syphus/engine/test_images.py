@@ -379,3 +379,24 @@ def test_a_run_larger_than_the_image_cache_still_sends_each_its_own_image(
     got = answers(corpus_with_images)
     assert got["a"] == "IMAGE 1: 64x48 mean=(255,0,0)" and got["c"] == "IMAGE 1: 80x60 mean=(0,255,0)"
     assert got["b"].startswith("IMAGE 1: 768x384 mean=(0,0,25")
+
+
+def test_reparse_after_with_images_keeps_each_reply_with_its_images(
+    serve, tmp_path, capsys, corpus_with_images
+):
+    srv = serve()
+    # the same text on two annotations: one request each with images, one shared request without
+    with open(tmp_path / "n.jsonl", "w", encoding="utf-8") as f:
+        for nid, iid in (("a", "RED"), ("b", "GREEN")):
+            f.write(json.dumps({"id": nid, "text": "the same words", "image_ids": [iid]}) + "\n")
+    code, out = gen(capsys, srv, tmp_path / "n.jsonl", corpus_with_images, "--with-images")
+    assert code == 0, out
+    before = answers(corpus_with_images)
+    assert before == {"a": "IMAGE 1: 64x48 mean=(255,0,0)", "b": "IMAGE 1: 80x60 mean=(0,255,0)"}
+    code, out = cli(capsys, "reparse", "--task", ECHO, "--annotations", tmp_path / "n.jsonl", "--corpus",
+                    corpus_with_images)  # fmt: skip
+    assert code == 0, out
+    con = duckdb.connect(str(corpus_with_images / "corpus.duckdb"), read_only=True)
+    rows = con.execute("SELECT source_id, answer FROM instructions WHERE answer LIKE 'IMAGE%'").fetchall()
+    con.close()
+    assert sorted(rows) == sorted(before.items())

@@ -126,3 +126,16 @@ def test_preview_shows_and_sends_the_images_from_the_corpus(srv, photos, capsys)
     code, out = cli(capsys, "preview", "--task", "describe", "--annotations", imgs, "-n", "1",
                     "--model", "vlm", "--api-base", srv.base_url)  # fmt: skip
     assert code == 1 and "pass --corpus" in out
+
+
+def test_reparse_gives_each_image_only_its_own_reply(srv, photos, capsys):
+    imgs, corpus = photos
+    code, out = cli(capsys, "generate", "--task", "describe", "--annotations", imgs, "--corpus", corpus,
+                    "--model", "vlm", "--api-base", srv.base_url, "--no-progress")  # fmt: skip
+    assert code == 0, out
+    before = sorted(_pairs(corpus))
+    code, out = cli(capsys, "reparse", "--task", "describe", "--annotations", imgs, "--corpus", corpus)
+    assert code == 0, out
+    # every describe prompt has the same text: only the images tell the requests apart
+    assert sorted(_pairs(corpus)) == before
+    assert srv.state.total == 2
