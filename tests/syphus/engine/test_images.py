@@ -400,3 +400,30 @@ def test_reparse_after_with_images_keeps_each_reply_with_its_images(
     rows = con.execute("SELECT source_id, answer FROM instructions WHERE answer LIKE 'IMAGE%'").fetchall()
     con.close()
     assert sorted(rows) == sorted(before.items())
+
+
+def test_images_not_in_a_corpus_are_sized_and_sent_the_same_way():
+    import io
+
+    from syphus.engine.images import ImageSource, openai_messages, with_images
+
+    src = ImageSource(max_side=100, detail="low")
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 200), (9, 9, 9)).save(buf, "PNG")
+    part = src.part_from_bytes(buf.getvalue())
+    assert src.part_from_bytes(buf.getvalue()) is part  # encoded once
+    assert (part["width"], part["height"], part["media_type"], part["detail"]) == (
+        100,
+        50,
+        "image/jpeg",
+        "low",
+    )
+    with Image.open(io.BytesIO(src.payload(part["sha256"]))) as im:
+        assert im.size == (100, 50)
+    msgs = with_images([{"role": "system", "content": "s"}, {"role": "user", "content": "q"}], [part])
+    sent = openai_messages(msgs, src)[-1]["content"]
+    assert sent[0] == {"type": "text", "text": "q"} and sent[1]["image_url"]["detail"] == "low"
+    assert (
+        sent[1]["image_url"]["url"]
+        == "data:image/jpeg;base64," + base64.b64encode(src.payload(part["sha256"])).decode()
+    )
