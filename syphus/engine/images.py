@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from schemas.errors import SyphusError
+from schemas.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     from curation.store import Corpus
@@ -205,7 +206,9 @@ class ImageSource:
             raise res
         return res
 
-    def parts(self, image_ids: Iterable[str]) -> dict[str, dict | ImageError]:
+    def parts(
+        self, image_ids: Iterable[str], progress: Progress | None = None
+    ) -> dict[str, dict | ImageError]:
         """Parts of many corpus images, read in shard order: id -> part, or the ImageError that
         makes it unusable. For planning a run: nothing is raised, every image is accounted for."""
         ids = list(dict.fromkeys(image_ids))
@@ -213,6 +216,9 @@ class ImageSource:
         out: dict[str, dict | ImageError] = {}
         if wanted and self.corpus is None:
             raise SyphusError("images were asked for but there is no corpus to read them from")
+        progress = progress or no_progress
+        if wanted:
+            progress(0, total=len(wanted), label="check images")
         for start in range(0, len(wanted), 10_000):
             chunk = wanted[start : start + 10_000]
             index = self.corpus.image_index(chunk)
@@ -221,6 +227,7 @@ class ImageSource:
                     out[iid] = ImageError(
                         f"image '{iid}': not in the corpus", reason="image not in the corpus"
                     )
+                    progress(1)
             batch: list[tuple[str, bytes, tuple]] = []
             for iid in sorted((i for i in chunk if i in index), key=lambda i: index[i][1:3]):  # shard order
                 sha, shard, offset, nbytes = index[iid]
@@ -230,13 +237,16 @@ class ImageSource:
                     out[iid] = ImageError(
                         f"image '{iid}': {_one_line(e)}", reason="image unreadable in the corpus"
                     )
+                    progress(1)
                     continue
                 self.reads += 1
                 batch.append((iid, data, index[iid]))
                 if len(batch) >= 64:  # a bounded window of images in memory
                     self._prepare_many(batch, out)
+                    progress(len(batch), sum(len(b[1]) for b in batch))
                     batch = []
             self._prepare_many(batch, out)
+            progress(len(batch), sum(len(b[1]) for b in batch))
         return {i: out.get(i) or self._parts[i] for i in ids}
 
     def _prepare_many(self, batch: list[tuple[str, bytes, tuple]], out: dict) -> None:

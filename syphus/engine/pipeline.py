@@ -172,12 +172,15 @@ def images_note(n: int) -> dict:
 
 
 def keep_with_images(
-    anns: list[Annotation], source: ImageSource, loaded: Loaded | None = None
+    anns: list[Annotation],
+    source: ImageSource,
+    loaded: Loaded | None = None,
+    progress: Progress | None = None,
 ) -> list[Annotation]:
     """The annotations whose every image the source can send; each other one is counted in
     ``loaded`` as skipped with its image's reason (missing, corrupt), before any request."""
     try:
-        status = source.parts(i for a in anns for i in a.image_ids)
+        status = source.parts((i for a in anns for i in a.image_ids), progress)
     finally:
         source.close()
     kept = []
@@ -660,7 +663,7 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
         return estimate(plan, opts, None)
     with Corpus(corpus_dir) as corpus:
         source = opts.image_source(corpus) if wants_images else None
-        reqs, shared = plan_requests(task, loaded, opts, source)
+        reqs, shared = plan_requests(task, loaded, opts, source, progress)
         # with images, the annotations whose images are missing are counted as skipped instead
         images = None if source is not None else check_images(loaded.annotations, corpus)
         if dry_run:
@@ -679,12 +682,13 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
 
 
 def plan_requests(
-    task: Task, loaded: Loaded, opts: GenerateOptions, source: ImageSource | None
-) -> tuple[list[ChatRequest], int]:
+    task: Task, loaded: Loaded, opts: GenerateOptions, source: ImageSource | None,
+    progress: Progress | None = None,
+) -> tuple[list[ChatRequest], int]:  # fmt: skip
     """The requests for the loaded annotations; with an image source, those whose images cannot
     be sent are first moved to ``loaded``'s skipped notes (an error if none is left)."""
     if source is not None:
-        if not keep_with_images(loaded.annotations, source, loaded):
+        if not keep_with_images(loaded.annotations, source, loaded, progress):
             raise SyphusError(f"no annotation has all its images in {source.corpus.path}: {'; '.join(loaded.lines())}",
                               hint="import the images first (syphus import images DIR --corpus C)")  # fmt: skip
     return build_requests(task, loaded.annotations, opts.model, opts.params(), source, opts.image_family())
