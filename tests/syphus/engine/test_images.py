@@ -427,3 +427,16 @@ def test_images_not_in_a_corpus_are_sized_and_sent_the_same_way():
         sent[1]["image_url"]["url"]
         == "data:image/jpeg;base64," + base64.b64encode(src.payload(part["sha256"])).decode()
     )
+
+
+def test_litellm_sends_the_openai_image_form(serve, tmp_path, capsys, corpus_with_images):
+    srv = serve()
+    ann = notes(tmp_path / "n.jsonl", [("a", ["RED"]), ("b", ["GREEN"])])
+    code, out = cli(capsys, "generate", "--task", ECHO, "--annotations", ann, "--corpus", corpus_with_images,
+                    "--model", "openai/vlm", "--api-base", srv.base_url, "--backend", "litellm", "--with-images",
+                    "--no-progress", "--max-tokens", "64")  # fmt: skip
+    assert code == 0, out
+    assert answers(corpus_with_images) == {
+        "a": "IMAGE 1: 64x48 mean=(255,0,0)",
+        "b": "IMAGE 1: 80x60 mean=(0,255,0)",
+    }
