@@ -264,6 +264,26 @@ class Corpus(CorpusQueries):
                     fd = self._fds[shard] = open_shard(self.images_dir / shard)
         return fd
 
+    def image_index(self, ids: Sequence[str]) -> dict[str, tuple[str, str, int, int]]:
+        """id -> (sha256, shard, byte offset, nbytes) for those of ``ids`` the corpus holds: for a
+        caller that reads the same images again later (``read_image_at``) without a query each."""
+        if not ids:
+            return {}
+        rows = self.con.execute(
+            "SELECT i.id, i.sha256, b.shard, b.byte_offset, b.nbytes FROM images i JOIN blobs b USING (sha256) "
+            "WHERE i.id IN (SELECT unnest(?::VARCHAR[]))",
+            [list(ids)],
+        ).fetchall()
+        shards: dict[str, str] = {}  # one string per shard name, not one per image
+        return {r[0]: (r[1], shards.setdefault(r[2], r[2]), r[3], r[4]) for r in rows}
+
+    def read_image_at(self, shard: str, offset: int, nbytes: int, image_id: str = "") -> bytes:
+        """The bytes at a location ``image_index`` gave: one pread, no query."""
+        data = os.pread(self._fd(shard), nbytes, offset)
+        if len(data) != nbytes:
+            raise SyphusError(f"{self.images_dir / shard}: truncated shard (image '{image_id}')")
+        return data
+
     def get_image(self, image_id: str) -> bytes:
         """The original encoded bytes of one image: one pread of exactly its bytes."""
         if self._index is not None:

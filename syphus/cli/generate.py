@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -13,7 +14,7 @@ DEFAULT_MODEL = "local/smollm2-135m"  # same as syphus.engine.pipeline.DEFAULT_M
 EXIT_BUDGET = 3  # --max-cost stopped the run
 EXIT_FAILED_REQUESTS = 4  # the run finished, but some requests ran out of attempts
 
-TASK_HELP = "Task name (LA, SD, CGD, SN, DC, TVC, VST, E4D, ...) or 'package.module:Class' for your own task."
+TASK_HELP = "Task name (LA, SD, CGD, SN, DC, TVC, VST, E4D, describe, ...) or 'package.module:Class' for your own task."
 ANN_HELP = "Annotation file(s) in the dataset's own format (repeat the option for several files)."
 
 
@@ -226,6 +227,15 @@ def preview(
     task_option: list[str] = typer.Option(
         [], "--task-option", help="NAME=VALUE option passed to the task (repeatable)."
     ),
+    corpus: Path = typer.Option(
+        None,
+        "--corpus",
+        "-c",
+        help="Corpus to read images from (with --with-images or an image task); read only.",
+    ),
+    with_images: bool = typer.Option(False, "--with-images", help="Also send each annotation's images."),
+    image_max_side: int = typer.Option(None, "--image-max-side", min=16, help="As for generate."),
+    image_detail: str = typer.Option("auto", "--image-detail", help="As for generate."),
 ) -> None:
     """Render the full prompt and run a few annotations, printing each beside its parsed pairs.
 
@@ -239,12 +249,21 @@ def preview(
     from syphus.engine.pipeline import preview_requests, resolve_task
 
     opts = _options(model=model, **endpoint_options(api_base), backend=backend, temperature=temperature,
-                    max_tokens=max_tokens, timeout=timeout, concurrency=min(n, 8), max_attempts=3)  # fmt: skip
+                    max_tokens=max_tokens, timeout=timeout, concurrency=min(n, 8), max_attempts=3,
+                    with_images=with_images, image_max_side=image_max_side, image_detail=image_detail)  # fmt: skip
     t = resolve_task(task, **_task_options(task_option))
-    reqs = preview_requests(t, annotations, n, opts)
-    text = "\n\n".join(f"[bold]{m['role']}[/bold]\n{m['content']}" for m in reqs[0].messages)
-    out.print(Panel(text, title=f"prompt for annotation {reqs[0].ctx.id}", expand=False))
-    for item in run_preview(t, reqs, opts):
+    with ExitStack() as stack:
+        source = None
+        if opts.images_wanted(t) and corpus is not None:
+            from curation.store import Corpus
+
+            store = stack.enter_context(Corpus(corpus, create=False, read_only=True))
+            source = opts.image_source(store)
+        reqs = preview_requests(t, annotations, n, opts, source)
+        text = "\n\n".join(f"[bold]{m['role']}[/bold]\n{_shown(m['content'])}" for m in reqs[0].messages)
+        out.print(Panel(text, title=f"prompt for annotation {reqs[0].ctx.id}", expand=False))
+        items = run_preview(t, reqs, opts, source)
+    for item in items:
         ann = item.annotation
         table = Table(title=f"annotation {ann.id}", show_lines=True, expand=True)
         table.add_column("annotation", ratio=1)
@@ -258,6 +277,19 @@ def preview(
             right = f"[red]{item.error}[/red]\n\n{item.raw or ''}"
         table.add_row(left[:4000], right)
         out.print(table)
+
+
+def _shown(content) -> str:
+    """A message's content for the prompt panel: text as is, each image as a one-line stand-in."""
+    from rich.markup import escape
+
+    if not isinstance(content, list):
+        return escape(str(content))
+    return "\n".join(
+        escape(b.get("text", "")) if b.get("type") == "text"
+        else f"[dim]<image {b['width']}x{b['height']} {b['media_type']} sha256 {b['sha256'][:12]}>[/dim]"
+        for b in content
+    )  # fmt: skip
 
 
 def reparse(

@@ -189,12 +189,15 @@ class HttpBackend:
     async def complete(self, req: ChatRequest) -> Completion:
         import aiohttp
 
-        from syphus.engine.images import openai_body
+        from syphus.engine.images import ImageError, openai_body
 
         session = self._session or self._open()
-        body = openai_body(
-            {"model": self.wire_model(req.model), "messages": req.messages, **req.params}, self.images
-        )
+        try:
+            body = openai_body(
+                {"model": self.wire_model(req.model), "messages": req.messages, **req.params}, self.images
+            )
+        except ImageError as e:  # an image that changed or became unreadable since planning
+            raise RequestFailed(str(e)) from e
         where = self.url
         try:
             async with session.post(where, data=body) as resp:
@@ -255,9 +258,12 @@ class LiteLLMBackend:
         if self.api_key:
             kw["api_key"] = self.api_key
         where = self.api_base or req.model.split("/", 1)[0]
-        from syphus.engine.images import openai_messages
+        from syphus.engine.images import ImageError, openai_messages
 
-        messages = openai_messages(req.messages, self.images)  # litellm maps OpenAI's form per provider
+        try:
+            messages = openai_messages(req.messages, self.images)  # litellm maps OpenAI's form per provider
+        except ImageError as e:  # an image that changed or became unreadable since planning
+            raise RequestFailed(str(e)) from e
         try:
             resp = await litellm.acompletion(model=req.model, messages=messages, **req.params, **kw)
         except Exception as e:  # litellm maps every provider error onto OpenAI-like classes

@@ -190,11 +190,17 @@ def images_note(n: int) -> dict:
 
 
 def keep_with_images(
-    anns: list[Annotation], source: ImageSource, loaded: Loaded | None = None
+    anns: list[Annotation],
+    source: ImageSource,
+    loaded: Loaded | None = None,
+    progress: Progress | None = None,
 ) -> list[Annotation]:
     """The annotations whose every image the source can send; each other one is counted in
     ``loaded`` as skipped with its image's reason (missing, corrupt), before any request."""
-    status = source.parts(i for a in anns for i in a.image_ids)
+    try:
+        status = source.parts((i for a in anns for i in a.image_ids), progress)
+    finally:
+        source.close()
     kept = []
     for ann in anns:
         bad = next((i for i in ann.image_ids if isinstance(status[i], ImageError)), None)
@@ -714,7 +720,7 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
     has_corpus = (Path(corpus_dir) / DB_NAME).exists()
     if wants_images and not has_corpus:
         raise SyphusError(
-            f"{corpus_dir}: no corpus, and the images sent with --with-images are read from it",
+            f"{corpus_dir}: no corpus, and the images to send are read from the corpus",
             hint=f"import them first: syphus import images DIR --corpus {corpus_dir}",
         )
     if dry_run and not has_corpus:
@@ -724,7 +730,7 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
         return estimate(plan, opts, None)
     with Corpus(corpus_dir) as corpus:
         source = opts.image_source(corpus) if wants_images else None
-        reqs, shared = plan_requests(task, loaded, opts, source)
+        reqs, shared = plan_requests(task, loaded, opts, source, progress)
         # with images, the annotations whose images are missing are counted as skipped instead
         images = None if source is not None else check_images(loaded.annotations, corpus)
         if dry_run:
@@ -743,12 +749,13 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
 
 
 def plan_requests(
-    task: Task, loaded: Loaded, opts: GenerateOptions, source: ImageSource | None
-) -> tuple[list[ChatRequest], int]:
+    task: Task, loaded: Loaded, opts: GenerateOptions, source: ImageSource | None,
+    progress: Progress | None = None,
+) -> tuple[list[ChatRequest], int]:  # fmt: skip
     """The requests for the loaded annotations; with an image source, those whose images cannot
     be sent are first moved to ``loaded``'s skipped notes (an error if none is left)."""
     if source is not None:
-        if not keep_with_images(loaded.annotations, source, loaded):
+        if not keep_with_images(loaded.annotations, source, loaded, progress):
             raise SyphusError(f"no annotation has all its images in {source.corpus.path}: {'; '.join(loaded.lines())}",
                               hint="import the images first (syphus import images DIR --corpus C)")  # fmt: skip
     return build_requests(task, loaded.annotations, opts.model, opts.params(), source, opts.image_family())
@@ -765,18 +772,32 @@ def _warn_images(plan: Plan, task: Task, corpus_dir: Path, warn: Callable[[str],
 
 
 def reparse(task: Task, paths: list[Path], corpus_dir: Path) -> dict[str, Any]:
-    """Re-run the task's current parser over every stored reply to these annotations. No requests."""
+    """Re-run the task's current parser over every stored reply to these annotations. No requests.
+
+    A reply goes to every annotation that shared its request: those with the same prompt text,
+    and, for a reply to a request that carried images, the same images (by content) too."""
     anns = {}
-    same_prompt: dict[str, list[Annotation]] = {}  # annotations that shared one request
-    for ann in load_annotations(task, paths, None).annotations:
-        anns[(task_of(task, ann), ann.id)] = ann
-        same_prompt.setdefault(request_key("", task.messages(ann), {}), []).append(ann)
+    loaded = load_annotations(task, paths, None).annotations
     with Corpus(corpus_dir, create=False) as corpus:
+        content = corpus.has_images(list(dict.fromkeys(i for a in loaded for i in a.image_ids)))
+
+        def prompt_of(ann: Annotation, images: bool) -> tuple:
+            text = request_key("", task.messages(ann), {})
+            return (text, tuple(content.get(i) for i in ann.image_ids)) if images else (text,)
+
+        same_prompt: dict[tuple, list[Annotation]] = {}  # annotations that shared one request
+        for ann in loaded:
+            anns[(task_of(task, ann), ann.id)] = ann
+            for images in (False, True):
+                same_prompt.setdefault(prompt_of(ann, images), []).append(ann)
         log = RequestLog(corpus)
         run_id = corpus.start_run("reparse", {"task": task.name, "annotations": [str(p) for p in paths]})
+        # whether each reply's request carried images: its run's options, or a task that always sends them
         rows = corpus.con.execute(
-            "SELECT key, task, source_id, raw, finish_reason FROM requests WHERE status = 'done' "
-            "AND task IN (SELECT unnest(?::VARCHAR[]))",
+            "SELECT r.key, r.task, r.source_id, r.raw, r.finish_reason, "
+            "coalesce(TRY_CAST(json_extract_string(ru.config, '$.with_images') AS BOOLEAN), false) "
+            "FROM requests r LEFT JOIN runs ru ON ru.id = r.run_id WHERE r.status = 'done' "
+            "AND r.task IN (SELECT unnest(?::VARCHAR[]))",
             [sorted({t for t, _ in anns})],
         ).fetchall()
         matched = [(r, anns[(r[1], r[2])]) for r in rows if (r[1], r[2]) in anns]
@@ -786,8 +807,9 @@ def reparse(task: Task, paths: list[Path], corpus_dir: Path) -> dict[str, Any]:
             [sorted({t for t, _ in anns})],
         ).fetchone()[0]
         corpus.forget_parsed([r[0] for r, _ in matched])
-        for (key, _t, _s, raw, finish), ann in matched:
-            group = same_prompt[request_key("", task.messages(ann), {})]
+        wants = bool(getattr(task, "wants_images", False))
+        for (key, _t, _s, raw, finish, with_images), ann in matched:
+            group = same_prompt[prompt_of(ann, wants or bool(with_images))]
             ing = make_ingest(task, ann, key, raw or "", finish, run_id, [a for a in group if a is not ann])
             pairs += len(ing.rows)
             quarantined += len(ing.quarantine)
@@ -812,15 +834,27 @@ class PreviewItem:
     raw: str | None = None
 
 
-def preview_requests(task: Task, paths: list[Path], n: int, opts: GenerateOptions) -> list[ChatRequest]:
-    """The requests of the first ``n`` annotations (one per distinct prompt), for showing the prompt."""
-    anns = load_annotations(task, paths, n).annotations
-    if not anns:
+def preview_requests(
+    task: Task, paths: list[Path], n: int, opts: GenerateOptions, images: ImageSource | None = None
+) -> list[ChatRequest]:
+    """The requests of the first ``n`` annotations (one per distinct prompt), for showing the
+    prompt; with ``images`` (an ImageSource on the corpus) their images ride along, as in generate."""
+    if opts.images_wanted(task):
+        option = "--with-images" if opts.with_images else f"--task {task.name} (it sends images)"
+        require_images(opts.model, opts.backend, opts.api_base, option)
+        if images is None:
+            raise SyphusError(
+                f"{option}: images are read from a corpus; pass --corpus (after syphus import images)"
+            )
+    loaded = load_annotations(task, paths, n)
+    if not loaded.annotations:
         raise SyphusError(f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}")
-    return build_requests(task, anns, opts.model, opts.params())[0]
+    return plan_requests(task, loaded, opts, images if opts.images_wanted(task) else None)[0]
 
 
-def preview(task: Task, reqs: list[ChatRequest], opts: GenerateOptions) -> list[PreviewItem]:
+def preview(
+    task: Task, reqs: list[ChatRequest], opts: GenerateOptions, images: ImageSource | None = None
+) -> list[PreviewItem]:
     """Send the requests and parse each reply, without a corpus; items in the requests' order."""
     results: dict[str, PreviewItem] = {}
 
@@ -836,7 +870,7 @@ def preview(task: Task, reqs: list[ChatRequest], opts: GenerateOptions) -> list[
         results[o.req.key] = item
 
     async def go() -> None:
-        backend = open_backend(opts)
+        backend = open_backend(opts, images)
         try:
             await Scheduler(backend, scheduler_config(opts), price_of(opts.model), on_outcome).run(reqs)
         finally:

@@ -42,6 +42,7 @@ import re
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -386,7 +387,12 @@ def make_app(cfg: ServerConfig) -> web.Application:
             body = json.loads(raw)
         except ValueError:
             return _openai_error(400, "could not parse the JSON body of your request")
-        key = body_key(body) if cfg.inspect_images else hashlib.sha256(raw).hexdigest()
+        # without image inspection (a client benchmark) a checksum of the raw body is key enough
+        key = (
+            body_key(body)
+            if cfg.inspect_images
+            else f"{len(raw)}:{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
+        )
         attempt = st.requests[key]
         st.requests[key] += 1
         st.total += 1

@@ -343,3 +343,100 @@ def test_kill9_with_images_and_resume_loses_nothing_and_pays_nothing_twice(serve
     assert got == {
         f"n{i}": f"IMAGE 1: {32 + i % 5}x24 mean=({c[0]},{c[1]},{c[2]})" for i, c in colour.items()
     }
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "kw"),
+    [("RGB", "JPEG", {}), ("RGB", "JPEG", {"progressive": True}), ("L", "JPEG", {}), ("RGBA", "PNG", {}),
+     ("P", "PNG", {})],
+)  # fmt: skip
+def test_header_size_agrees_with_pil(mode, fmt, kw):
+    import io
+
+    from syphus.engine.images import header_size
+
+    for size in [(1, 1), (640, 480), (3000, 17)]:
+        buf = io.BytesIO()
+        Image.new(mode, size).save(buf, fmt, **kw)
+        assert header_size(buf.getvalue()) == (fmt, *size)
+    assert header_size(b"\xff\xd8\xff") is None and header_size(b"GIF89a") is None
+
+
+def test_a_run_larger_than_the_image_cache_still_sends_each_its_own_image(
+    serve, tmp_path, capsys, corpus_with_images, monkeypatch
+):
+    from syphus.engine.images import ImageSource
+    from syphus.engine.pipeline import GenerateOptions
+
+    # a cache of one image: every send reads its image again from the shard (and re-downscales BLUE)
+    monkeypatch.setattr(
+        GenerateOptions, "image_source", lambda self, corpus: ImageSource(corpus, cache_items=1)
+    )
+    srv = serve()
+    ann = notes(tmp_path / "n.jsonl", [("a", ["RED"]), ("b", ["BLUE"]), ("c", ["GREEN"])])
+    code, out = gen(capsys, srv, ann, corpus_with_images, "--with-images", "--concurrency", "1")
+    assert code == 0, out
+    got = answers(corpus_with_images)
+    assert got["a"] == "IMAGE 1: 64x48 mean=(255,0,0)" and got["c"] == "IMAGE 1: 80x60 mean=(0,255,0)"
+    assert got["b"].startswith("IMAGE 1: 768x384 mean=(0,0,25")
+
+
+def test_reparse_after_with_images_keeps_each_reply_with_its_images(
+    serve, tmp_path, capsys, corpus_with_images
+):
+    srv = serve()
+    # the same text on two annotations: one request each with images, one shared request without
+    with open(tmp_path / "n.jsonl", "w", encoding="utf-8") as f:
+        for nid, iid in (("a", "RED"), ("b", "GREEN")):
+            f.write(json.dumps({"id": nid, "text": "the same words", "image_ids": [iid]}) + "\n")
+    code, out = gen(capsys, srv, tmp_path / "n.jsonl", corpus_with_images, "--with-images")
+    assert code == 0, out
+    before = answers(corpus_with_images)
+    assert before == {"a": "IMAGE 1: 64x48 mean=(255,0,0)", "b": "IMAGE 1: 80x60 mean=(0,255,0)"}
+    code, out = cli(capsys, "reparse", "--task", ECHO, "--annotations", tmp_path / "n.jsonl", "--corpus",
+                    corpus_with_images)  # fmt: skip
+    assert code == 0, out
+    con = duckdb.connect(str(corpus_with_images / "corpus.duckdb"), read_only=True)
+    rows = con.execute("SELECT source_id, answer FROM instructions WHERE answer LIKE 'IMAGE%'").fetchall()
+    con.close()
+    assert sorted(rows) == sorted(before.items())
+
+
+def test_images_not_in_a_corpus_are_sized_and_sent_the_same_way():
+    import io
+
+    from syphus.engine.images import ImageSource, openai_messages, with_images
+
+    src = ImageSource(max_side=100, detail="low")
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 200), (9, 9, 9)).save(buf, "PNG")
+    part = src.part_from_bytes(buf.getvalue())
+    assert src.part_from_bytes(buf.getvalue()) is part  # encoded once
+    assert (part["width"], part["height"], part["media_type"], part["detail"]) == (
+        100,
+        50,
+        "image/jpeg",
+        "low",
+    )
+    with Image.open(io.BytesIO(src.payload(part["sha256"]))) as im:
+        assert im.size == (100, 50)
+    msgs = with_images([{"role": "system", "content": "s"}, {"role": "user", "content": "q"}], [part])
+    sent = openai_messages(msgs, src)[-1]["content"]
+    assert sent[0] == {"type": "text", "text": "q"} and sent[1]["image_url"]["detail"] == "low"
+    assert (
+        sent[1]["image_url"]["url"]
+        == "data:image/jpeg;base64," + base64.b64encode(src.payload(part["sha256"])).decode()
+    )
+
+
+def test_litellm_sends_the_openai_image_form(serve, tmp_path, capsys, corpus_with_images):
+    srv = serve()
+    ann = notes(tmp_path / "n.jsonl", [("a", ["RED"]), ("b", ["GREEN"])])
+    code, out = cli(capsys, "generate", "--task", ECHO, "--annotations", ann, "--corpus", corpus_with_images,
+                    "--model", "openai/vlm", "--api-base", srv.base_url, "--backend", "litellm", "--with-images",
+                    "--no-progress", "--max-tokens", "64")  # fmt: skip
+    assert code == 0, out
+    assert answers(corpus_with_images) == {
+        "a": "IMAGE 1: 64x48 mean=(255,0,0)",
+        "b": "IMAGE 1: 80x60 mean=(0,255,0)",
+    }

@@ -115,3 +115,27 @@ def test_custom_yaml_task_can_ask_for_images(srv, photos, capsys, tmp_path):
                     "--corpus", corpus, "--model", "vlm", "--api-base", srv.base_url, "--no-progress")  # fmt: skip
     assert code == 0, out
     assert ("SHAPES", "dog", "What do the images show?", "IMAGE 1: 30x40 mean=(10,20,30)") in _pairs(corpus)
+
+
+def test_preview_shows_and_sends_the_images_from_the_corpus(srv, photos, capsys):
+    imgs, corpus = photos
+    code, out = cli(capsys, "preview", "--task", "describe", "--annotations", imgs, "-n", "1", "--corpus", corpus,
+                    "--model", "vlm", "--api-base", srv.base_url)  # fmt: skip
+    assert code == 0, out
+    assert "<image 40x30 image/png sha256 " in out and "IMAGE 1: 40x30 mean=(200,100,50)" in out
+    code, out = cli(capsys, "preview", "--task", "describe", "--annotations", imgs, "-n", "1",
+                    "--model", "vlm", "--api-base", srv.base_url)  # fmt: skip
+    assert code == 1 and "pass --corpus" in out
+
+
+def test_reparse_gives_each_image_only_its_own_reply(srv, photos, capsys):
+    imgs, corpus = photos
+    code, out = cli(capsys, "generate", "--task", "describe", "--annotations", imgs, "--corpus", corpus,
+                    "--model", "vlm", "--api-base", srv.base_url, "--no-progress")  # fmt: skip
+    assert code == 0, out
+    before = sorted(_pairs(corpus))
+    code, out = cli(capsys, "reparse", "--task", "describe", "--annotations", imgs, "--corpus", corpus)
+    assert code == 0, out
+    # every describe prompt has the same text: only the images tell the requests apart
+    assert sorted(_pairs(corpus)) == before
+    assert srv.state.total == 2
