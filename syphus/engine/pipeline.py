@@ -870,7 +870,7 @@ def preview(
         results[o.req.key] = item
 
     async def go() -> None:
-        backend = open_backend(opts, images)
+        backend = open_backend(opts, images=images)
         try:
             await Scheduler(backend, scheduler_config(opts), price_of(opts.model), on_outcome).run(reqs)
         finally:
