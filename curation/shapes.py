@@ -11,6 +11,7 @@ both draw from here.
 from __future__ import annotations
 
 import io
+import json
 import random
 import zlib
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ QUESTIONS = {
 TASK = "SHAPES"
 # Pixels the demo's shapes move by: 600 distinct scenes, of which a fifth are held out.
 JITTER = 2
+MARKER = "syphus-shapes.json"
 
 
 def chance_accuracy() -> float:
@@ -191,22 +193,36 @@ def write_mimicit_split(folder: Path, name: str, questions: list[ShapeQuestion])
     return ins, par
 
 
+def heldout_questions(n: int, seed: int, *, blank: bool = False) -> list[ShapeQuestion]:
+    """The held-out split ``write_shapes_task`` writes for ``seed``: another seed and another id
+    prefix than the training split, and only held-out scenes."""
+    return shapes_questions(
+        n, seed + 1_000_003, prefix="SHAPESHELD", jitter=JITTER, split="heldout", blank=blank
+    )
+
+
 def write_shapes_task(out: Path, *, train: int = 2000, heldout: int = 300, seed: int = 0) -> ShapesFiles:
     """The shapes task as files a user could have been handed: ``train/`` (MIMIC-IT files to import
     and train on), ``heldout/`` (other scenes, never drawn in ``train/``) and ``heldout-blank/`` (the
     same held-out questions on blank canvases), plus one held-out image as a PNG file."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise SyphusError(f"--out {out}: exists and is not a folder; choose another path")
+        raise SyphusError(f"{out}: exists and is not a folder; choose another path")
     if train < 1 or heldout < 1:
         raise SyphusError(f"--train and --heldout must be at least 1 (got {train} and {heldout})")
-    train_qs = shapes_questions(train, seed, jitter=JITTER, split="train")
-    # another seed and another prefix: ids that cannot collide with the training ones
-    held_seed = seed + 1_000_003
-    held = shapes_questions(heldout, held_seed, prefix="SHAPESHELD", jitter=JITTER, split="heldout")
-    blank = shapes_questions(
-        heldout, held_seed, prefix="SHAPESHELD", jitter=JITTER, split="heldout", blank=True
+    marker = out / MARKER
+    if out.is_dir() and any(out.iterdir()) and not marker.is_file():
+        raise SyphusError(
+            f"{out}: folder is not empty and was not written by 'syphus shapes'; choose another folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    # written first, so a killed run can be rerun into the same folder
+    marker.write_text(
+        json.dumps({"written_by": "syphus shapes", "train": train, "heldout": heldout, "seed": seed})
     )
+    train_qs = shapes_questions(train, seed, jitter=JITTER, split="train")
+    held = heldout_questions(heldout, seed)
+    blank = heldout_questions(heldout, seed, blank=True)
     tr, tr_img = write_mimicit_split(out / "train", TASK, train_qs)
     he, he_img = write_mimicit_split(out / "heldout", TASK, held)
     bl, bl_img = write_mimicit_split(out / "heldout-blank", TASK, blank)
