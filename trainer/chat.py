@@ -77,6 +77,18 @@ def _decode(source, where: str, max_pixels: int) -> Image.Image:
         Image.MAX_IMAGE_PIXELS = pil_limit
 
 
+def _other_model_type(folder: Path) -> str | None:
+    """The model_type of a readable config.json that is not an Otter's (a damaged one is
+    ``load_otter``'s to report)."""
+    from trainer.model.configuration_otter import OtterConfig
+
+    try:
+        kind = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) and kind != OtterConfig.model_type else None
+
+
 class Chat:
     """A loaded model plus its tokenizer and image processor, ready to answer questions."""
 
@@ -89,14 +101,14 @@ class Chat:
 
     @classmethod
     def load(cls, model_dir: str | Path, prompt_format: str = "otter") -> Chat:
-        from trainer.checkpoints import is_saved_otter
         from trainer.model.modeling_otter import load_otter
 
         if not Path(model_dir).exists():
             raise SyphusError(f"{model_dir}: model folder not found")
-        if (Path(model_dir) / "config.json").is_file() and not is_saved_otter(model_dir):
+        other = _other_model_type(Path(model_dir))
+        if other is not None:
             raise SyphusError(
-                f"{model_dir}: not an Otter model folder (its config.json is another model type); "
+                f"{model_dir}: not an Otter model folder (config.json says model_type {other!r}); "
                 "give a folder written by `syphus train` or `syphus convert`"
             )
         model, tokenizer, image_processor = load_otter(str(model_dir))
