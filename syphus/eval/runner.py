@@ -405,3 +405,53 @@ def run_eval_file(cfg, base: Path, *, progress: Progress | None = None) -> list[
         )
         done.append(ModelResults(entry.name, out / folder_slug, results))
     return done
+
+
+def training_benches(settings, base: Path) -> list[BenchRun]:
+    """The benchmarks of a training config's ``eval:`` block (paths relative to ``base``), checked
+    before the first step so that a wrong name or folder fails the run at once."""
+    from schemas.eval import resolve
+
+    data = resolve(base, settings.data)
+    runs = []
+    for d in settings.datasets:
+        path = resolve(base, d.path) if d.path else bench_path(data, d.name)
+        if not path.exists():
+            raise SyphusError(f"training config field 'eval': dataset {d.name}: {path} not found")
+        options = d.model_dump(exclude={"name", "path"})
+        options["limit"] = d.limit or settings.limit
+        run = BenchRun(resolve_benchmark(d.name), path, options)
+        read_samples(run)
+        runs.append(run)
+    return runs
+
+
+def evaluate_training_step(
+    model, tokenizer, image_processor, runs: list[BenchRun], *, batch_size: int, run_dir: Path, step: int,
+    prompt_format: str = "otter",
+) -> dict[str, float]:  # fmt: skip
+    """Score the model being trained (in eval mode, then back to train mode) into
+    ``RUN/eval/step-NNNNNN/``; returns the overall metrics as ``{"eval/<bench>/<metric>": value}``."""
+    from syphus.eval.models import OtterEvalModel
+    from trainer.chat import Chat
+
+    was_training = model.training
+    try:
+        chat = Chat(model, tokenizer, image_processor, prompt_format)  # puts the model in eval mode
+        otter = OtterEvalModel(chat=chat, batch_size=batch_size, name=f"step {step}")
+        results = evaluate(
+            otter,
+            runs,
+            out=run_dir / "eval",
+            batch_size=batch_size,
+            judge=None,
+            model_slug=f"step-{step:06d}",
+        )
+    finally:
+        model.train(was_training)
+    row = {}
+    for r in results:
+        for m in r.metrics:
+            if m.category is None:
+                row[f"eval/{r.bench}/{m.name}"] = m.value
+    return row
