@@ -388,12 +388,14 @@ def make_plan(
     return Plan(reqs, shared, len(done), [r for r in reqs if r.key not in done], loaded, images)
 
 
-def open_backend(opts: GenerateOptions, images: ImageSource | None = None):
-    """The backend the options name, sized for their concurrency and timeout."""
+def open_backend(opts: GenerateOptions, *, images: Any = None, warn: Callable[[str], None] | None = None):
+    """The backend the options name, sized for their concurrency and timeout. ``images`` (an
+    ImageSource) supplies the bytes of image parts at send time."""
     from syphus.engine.backends import make_backend
 
+    extra = {"images": images} if images is not None else {}
     return make_backend(opts.model, api_base=opts.api_base, concurrency=opts.concurrency,
-                        timeout=opts.timeout, backend=opts.backend, images=images)  # fmt: skip
+                        timeout=opts.timeout, backend=opts.backend, **extra)  # fmt: skip
 
 
 def scheduler_config(opts: GenerateOptions) -> SchedulerConfig:
@@ -410,22 +412,158 @@ def progress_status(s: Stats) -> str:
             f"${s.cost:.4f} {s.errors} err")  # fmt: skip
 
 
-class Generation:
-    """One ``syphus generate`` run on an open corpus; ``progress`` hears of every finished request."""
+class RequestRun:
+    """Requests sent through the scheduler (or a batch API) into a corpus's request log, with
+    cost, progress and a run record: what ``generate`` and ``ask`` share. A subclass says what a
+    reply turns into (:meth:`ingest`); ``progress`` hears of every finished request, ``warn`` of
+    an endpoint drained from a pool."""
 
-    def __init__(self, task: Task, corpus: Corpus, opts: GenerateOptions, progress: Progress | None = None,
-                 images: ImageSource | None = None):  # fmt: skip
-        self.task = task
-        self.images = images  # the bytes of the requests' image parts
+    label = "generate"
+
+    def __init__(self, corpus: Corpus, opts: GenerateOptions, progress: Progress | None = None, *,
+                 images: Any = None, warn: Callable[[str], None] | None = None):  # fmt: skip
         self.corpus = corpus
         self.opts = opts
         self.progress = progress or no_progress
+        self.images = images
+        self.warn = warn
         self._shown = 0  # finished requests already reported to progress
         self.log = RequestLog(corpus)
         self.price = price_of(opts.model, batch=opts.batch)
         self.stats = Stats()
         self.run_id: str | None = None
         self.backend_name = "batch" if opts.batch else opts.backend
+        self.drained: list[str] = []  # endpoints a pool gave up on during the run
+
+    def ingest(self, req: ChatRequest, c: Completion) -> Ingest | None:
+        """What a reply becomes in the corpus besides its log row (None: nothing)."""
+        return None
+
+    def on_outcome(self, o: Outcome) -> None:
+        import datetime as dt
+
+        req = o.req
+        started = dt.datetime.fromtimestamp(o.started_at, dt.timezone.utc).replace(tzinfo=None)
+        c = o.completion
+        if c is None:
+            error = redact(o.error)  # the one place errors are stored: no key reaches the corpus
+            self.log.record(
+                RequestRecord(
+                    key=req.key,
+                    model=req.model,
+                    status="error",
+                    task=req.task,
+                    source_id=req.source_id,
+                    error=error,
+                    attempts=o.attempts,
+                    run_id=self.run_id,
+                    backend=self.backend_name,
+                    started_at=started,
+                    latency_s=o.latency_s,
+                )  # fmt: skip
+            )
+            self.stats.note_error(error or "error")
+            return
+        rec = RequestRecord(
+            key=req.key, model=req.model, status="done", task=req.task, source_id=req.source_id, raw=c.text,
+            finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+            cost=self.price.cost(c.prompt_tokens, c.completion_tokens), attempts=o.attempts, run_id=self.run_id,
+            backend=self.backend_name, started_at=started, latency_s=o.latency_s,
+        )  # fmt: skip
+        self.log.record(rec, self.ingest(req, c))
+
+    def _report(self) -> None:
+        finished = self.stats.done + self.stats.errors
+        self.progress(finished - self._shown, status=progress_status(self.stats))
+        self._shown = finished
+
+    async def _tick(self) -> None:
+        last_fold = time.monotonic()
+        while True:
+            await asyncio.sleep(0.25)
+            self._report()
+            if time.monotonic() - last_fold >= 2.0:
+                self.log.fold()  # keep the database close to the journal; each fold is one transaction
+                last_fold = time.monotonic()
+
+    async def _run_async(self, todo: list[ChatRequest]) -> tuple[str | None, BaseException | None]:
+        self.stats, self._shown = Stats(total=len(todo)), 0
+        self.progress(0, total=len(todo), label=self.label)
+        ticker = asyncio.create_task(self._tick())
+        try:
+            if self.opts.batch:
+                from syphus.engine.batch import run_batch
+
+                reason = await run_batch(self, todo)
+                return reason, None
+            backend = open_backend(self.opts, images=self.images, warn=self.warn)
+            self.backend_name = backend.name
+            sched = Scheduler(backend, scheduler_config(self.opts), self.price, self.on_outcome, self.stats)
+            try:
+                await sched.run(todo)
+            finally:
+                await backend.aclose()
+                self.drained = list(getattr(backend, "drained", []))
+            return sched.stop_reason, sched.fatal
+        finally:
+            ticker.cancel()
+            self._report()
+
+    def start(self, kind: str, config: dict[str, Any]) -> str:
+        self.run_id = self.corpus.start_run(kind, config)
+        return self.run_id
+
+    def execute(self, todo: list[ChatRequest], lead: dict[str, Any],
+                trail: Callable[[], dict[str, Any]] = dict) -> dict[str, Any]:  # fmt: skip
+        """Send ``todo`` and close the run (started with :meth:`start`); returns its summary:
+        ``lead``, the run's figures, then what ``trail`` says once the run is over. A fatal backend error is raised after the summary
+        is stored."""
+        status, fatal = "failed", None
+        t0 = time.perf_counter()
+        try:
+            reason, fatal = asyncio.run(self._run_async(todo))
+            status = {"budget": "budget", "fatal": "failed"}.get(reason or "", "done")
+            if status == "done" and self.stats.errors:
+                status = "done_with_errors"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.log.close()
+            summary = {"status": status, **lead, **self.figures(time.perf_counter() - t0), **trail()}
+            self.corpus.finish_run(self.run_id, status, summary)
+        if fatal is not None:
+            raise fatal
+        return summary
+
+    def figures(self, wall: float) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "sent": s.done + s.errors,
+            "done": s.done,
+            "errors": s.errors,
+            "retries": s.retries,
+            "pairs": s.pairs,
+            "quarantined": s.quarantined,
+            "prompt_tokens": s.prompt_tokens,
+            "completion_tokens": s.completion_tokens,
+            "cost_usd": s.cost,
+            "price_known": self.price.known,
+            "wall_s": wall,
+            "req_per_s": (s.done + s.errors) / wall if wall > 0 else 0.0,
+            "tok_per_s": (s.prompt_tokens + s.completion_tokens) / wall if wall > 0 else 0.0,
+            **({"drained_endpoints": list(self.drained)} if self.drained else {}),
+            "last_errors": list(s.last_errors),
+        }
+
+
+class Generation(RequestRun):
+    """One ``syphus generate`` run on an open corpus: every reply is parsed into pairs."""
+
+    def __init__(self, task: Task, corpus: Corpus, opts: GenerateOptions, progress: Progress | None = None,
+                 *, images: ImageSource | None = None, warn: Callable[[str], None] | None = None):  # fmt: skip
+        super().__init__(corpus, opts, progress, images=images, warn=warn)
+        self.task = task
 
     def plan(self, reqs: list[ChatRequest], shared: int, loaded: Loaded | None = None) -> Plan:
         return make_plan(reqs, shared, self.log, loaded)
@@ -471,119 +609,17 @@ class Generation:
                 n += len(missing)
         return n
 
-    def on_outcome(self, o: Outcome) -> None:
-        import datetime as dt
-
-        req = o.req
-        started = dt.datetime.fromtimestamp(o.started_at, dt.timezone.utc).replace(tzinfo=None)
-        c = o.completion
-        if c is None:
-            error = redact(o.error)  # the one place errors are stored: no key reaches the corpus
-            self.log.record(
-                RequestRecord(
-                    key=req.key,
-                    model=req.model,
-                    status="error",
-                    task=req.task,
-                    source_id=req.source_id,
-                    error=error,
-                    attempts=o.attempts,
-                    run_id=self.run_id,
-                    backend=self.backend_name,
-                    started_at=started,
-                    latency_s=o.latency_s,
-                )  # fmt: skip
-            )
-            self.stats.note_error(error or "error")
-            return
-        rec = RequestRecord(
-            key=req.key, model=req.model, status="done", task=req.task, source_id=req.source_id, raw=c.text,
-            finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-            cost=self.price.cost(c.prompt_tokens, c.completion_tokens), attempts=o.attempts, run_id=self.run_id,
-            backend=self.backend_name, started_at=started, latency_s=o.latency_s,
-        )  # fmt: skip
+    def ingest(self, req: ChatRequest, c: Completion) -> Ingest:
         ing = make_ingest(self.task, req.ctx, req.key, c.text, c.finish_reason, self.run_id, req.shared)
         self.stats.pairs += len(ing.rows)
         self.stats.quarantined += len(ing.quarantine)
-        self.log.record(rec, ing)
-
-    def _report(self) -> None:
-        finished = self.stats.done + self.stats.errors
-        self.progress(finished - self._shown, status=progress_status(self.stats))
-        self._shown = finished
-
-    async def _tick(self) -> None:
-        last_fold = time.monotonic()
-        while True:
-            await asyncio.sleep(0.25)
-            self._report()
-            if time.monotonic() - last_fold >= 2.0:
-                self.log.fold()  # keep the database close to the journal; each fold is one transaction
-                last_fold = time.monotonic()
-
-    async def _run_async(self, todo: list[ChatRequest]) -> tuple[str | None, BaseException | None]:
-        self.stats, self._shown = Stats(total=len(todo)), 0
-        self.progress(0, total=len(todo), label="generate")
-        ticker = asyncio.create_task(self._tick())
-        try:
-            if self.opts.batch:
-                from syphus.engine.batch import run_batch
-
-                reason = await run_batch(self, todo)
-                return reason, None
-            backend = open_backend(self.opts, self.images)
-            self.backend_name = backend.name
-            sched = Scheduler(backend, scheduler_config(self.opts), self.price, self.on_outcome, self.stats)
-            try:
-                await sched.run(todo)
-            finally:
-                await backend.aclose()
-            return sched.stop_reason, sched.fatal
-        finally:
-            ticker.cancel()
-            self._report()
+        return ing
 
     def run(self, plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
-        self.run_id = self.corpus.start_run("generate", config)
+        self.start("generate", config)
         resumed = self.ingest_finished(plan.requests)
-        status, fatal = "failed", None
-        t0 = time.perf_counter()
-        try:
-            reason, fatal = asyncio.run(self._run_async(plan.todo))
-            status = {"budget": "budget", "fatal": "failed"}.get(reason or "", "done")
-            if status == "done" and self.stats.errors:
-                status = "done_with_errors"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        finally:
-            self.log.close()
-            s = self.stats
-            wall = time.perf_counter() - t0
-            summary = {
-                "status": status,
-                **plan.accounting(),
-                "stored_from_earlier_replies": resumed,
-                "sent": s.done + s.errors,
-                "done": s.done,
-                "errors": s.errors,
-                "retries": s.retries,
-                "pairs": s.pairs,
-                "quarantined": s.quarantined,
-                "prompt_tokens": s.prompt_tokens,
-                "completion_tokens": s.completion_tokens,
-                "cost_usd": s.cost,
-                "price_known": self.price.known,
-                "wall_s": wall,
-                "req_per_s": (s.done + s.errors) / wall if wall > 0 else 0.0,
-                "tok_per_s": (s.prompt_tokens + s.completion_tokens) / wall if wall > 0 else 0.0,
-                "last_errors": list(s.last_errors),
-                "notes": plan.notes(),
-            }
-            self.corpus.finish_run(self.run_id, status, summary)
-        if fatal is not None:
-            raise fatal
-        return summary
+        lead = {**plan.accounting(), "stored_from_earlier_replies": resumed}
+        return self.execute(plan.todo, lead, lambda: {"notes": plan.notes()})
 
 
 def _config_of(task: Task, paths: list[Path], opts: GenerateOptions) -> dict[str, Any]:
@@ -668,7 +704,7 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
                 return estimate(plan, opts, log)
             finally:
                 log.close()
-        gen = Generation(task, corpus, opts, progress, images=source)
+        gen = Generation(task, corpus, opts, progress, images=source, warn=warn)
         plan = gen.plan(reqs, shared, loaded)
         plan.images = images
         _warn_images(plan, task, corpus_dir, warn)
