@@ -113,7 +113,7 @@ class EndpointEvalModel:
         budget: Budget | None = None,
         task: str = "eval",
     ):
-        from syphus.engine.images import ImageSource, supports_images
+        from syphus.engine.images import supports_images
 
         if not supports_images(opts.model, opts.backend, opts.api_base):
             raise SyphusError(
@@ -123,7 +123,7 @@ class EndpointEvalModel:
         self.name = model
         self.opts = opts
         self.store = _store(store)
-        self.images = ImageSource(None)
+        self.images = opts.image_source(None)  # downscaled for the provider, encoded once per image
         self.budget = budget or Budget(opts.max_cost)
         self.task = task
         # One ask call carries many requests: the scheduler keeps `concurrency` in flight.

@@ -49,14 +49,14 @@ def bench_name(bench: Benchmark) -> str:
     return str(getattr(bench, "name", None) or type(bench).__name__)
 
 
-def bench_path(data: Path, name: str) -> Path:
+def bench_path(data: Path, bench: Benchmark) -> Path:
     """Where ``--data DIR`` keeps a benchmark's files: ``DIR/<name>/`` (DIR itself when it is not a
     folder of benchmarks but one benchmark's own file)."""
     data = Path(data)
     if not data.exists():
         raise SyphusError(f"--data {data}: benchmark data folder not found")
-    short = name.rsplit(":", 1)[-1].lower()
-    for candidate in (data / name, data / short, data / name.lower()):
+    name = short = bench_name(bench)
+    for candidate in (data / name, data / name.lower()):
         if candidate.exists():
             return candidate
     if data.is_file():
@@ -350,7 +350,7 @@ def run_eval_file(cfg, base: Path, *, progress: Progress | None = None) -> list[
                 f"dataset {d.name}: no data folder; give --data DIR (or `path:` for the dataset)"
             )
         else:
-            path = bench_path(data, d.name)
+            path = bench_path(data, bench)
         options = d.model_dump(exclude={"name", "path"})
         options["limit"] = d.limit or cfg.limit
         runs.append(BenchRun(bench, path, options))
@@ -415,12 +415,13 @@ def training_benches(settings, base: Path) -> list[BenchRun]:
     data = resolve(base, settings.data)
     runs = []
     for d in settings.datasets:
-        path = resolve(base, d.path) if d.path else bench_path(data, d.name)
+        bench = resolve_benchmark(d.name)
+        path = resolve(base, d.path) if d.path else bench_path(data, bench)
         if not path.exists():
             raise SyphusError(f"training config field 'eval': dataset {d.name}: {path} not found")
         options = d.model_dump(exclude={"name", "path"})
         options["limit"] = d.limit or settings.limit
-        run = BenchRun(resolve_benchmark(d.name), path, options)
+        run = BenchRun(bench, path, options)
         read_samples(run)
         runs.append(run)
     return runs

@@ -67,7 +67,7 @@ class Shapes:
                     [
                         {
                             "role": "user",
-                            "content": f"Target: {s.target}. Prediction: {predictions[s.id]}. Grade 0 or 1.",
+                            "content": f"Sample {s.id}. Target: {s.target}. Prediction: {predictions[s.id]}. Grade 0 or 1.",
                         }
                     ],
                 )
