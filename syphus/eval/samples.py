@@ -39,6 +39,7 @@ class Verdict:
     correct: float  # 0/1, or a grade in [0, 1]
     category: str
     judged_by: str | None = None  # "rule" | the judge model's name
+    unit: str | None = None  # the unit a grouped metric counts: MME's image, MMBench's circular group
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -53,6 +54,7 @@ class Verdict:
             correct=float(d["correct"]),
             category=d["category"],
             judged_by=d.get("judged_by"),
+            unit=d.get("unit"),
         )
 
 

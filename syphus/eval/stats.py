@@ -17,6 +17,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+from schemas.errors import SyphusError
 from syphus.eval.samples import BenchResult, Metric
 
 Z95 = 1.959963984540054
@@ -104,9 +105,11 @@ def compare(a: BenchResult, b: BenchResult) -> list[Metric]:
 
     Always: `accuracy` (the mean of each verdict's `correct`) overall and per category. Where the
     benchmark is known and scores per unit (MME's images, MMBench's circular groups), also the
-    difference of those unit scores (see Benchmark.units)."""
+    differences of those unit scores (the benchmark's `paired`)."""
     from syphus.eval.benchmarks import BENCHMARKS
 
+    if a.bench != b.bench:
+        raise SyphusError(f"cannot compare results of different benchmarks ({a.bench} and {b.bench})")
     va = {v.sample_id: v for v in a.verdicts}
     vb = {v.sample_id: v for v in b.verdicts}
     shared = sorted(set(va) & set(vb))
@@ -124,13 +127,34 @@ def compare(a: BenchResult, b: BenchResult) -> list[Metric]:
                     "accuracy", {i: va[i].correct for i in ids}, {i: vb[i].correct for i in ids}, category=cat
                 )
             )
-    bench = BENCHMARKS.get(a.bench) if a.bench == b.bench else None
-    units_of = getattr(bench, "units", None)
-    if units_of is not None:
-        ua = units_of([va[i] for i in shared])
-        ub = units_of([vb[i] for i in shared])
-        for (metric_name, category), values in ua.items():
-            out.append(
-                paired_difference(metric_name, values, ub.get((metric_name, category), {}), category=category)
-            )
+    paired = getattr(BENCHMARKS.get(a.bench), "paired", None)
+    if paired is not None:
+        out += paired([va[i] for i in shared], [vb[i] for i in shared])
     return out
+
+
+def bootstrap_counts(
+    name: str,
+    counts: Sequence[int],
+    statistic: Callable,
+    *,
+    category: str | None = None,
+    rounds: int = BOOTSTRAP_ROUNDS,
+    seed: int = BOOTSTRAP_SEED,
+) -> Metric:
+    """A statistic of cell counts (e.g. F1 from a confusion matrix) with the bootstrap standard error
+    and percentile 95% interval: resampling units with replacement is a multinomial draw of the
+    counts, so this costs the same for 10 units or 10 million. `statistic` takes an array whose last
+    axis holds the counts and must work on a [rounds, cells] array too."""
+    import numpy as np
+
+    c = np.asarray(counts, dtype=np.int64)
+    n = int(c.sum())
+    value = float(statistic(c.astype(float))) if n else 0.0
+    if n < 2:
+        return Metric(name, value, 0.0, (value, value), n, category)
+    rng = np.random.default_rng(seed)
+    draws = np.asarray(statistic(rng.multinomial(n, c / n, size=rounds).astype(float)), dtype=float)
+    se = float(draws.std(ddof=1))
+    lo, hi = (float(x) for x in np.percentile(draws, [2.5, 97.5]))
+    return Metric(name, value, se, (lo, hi), n, category)
