@@ -127,7 +127,7 @@ def eval_cmd(
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.4g}"
+    return f"{0.0 if abs(x) < 1e-12 else x:.4g}"  # an interval end of 3e-17 is 0
 
 
 def _print_results(model: str, results) -> None:

@@ -101,3 +101,30 @@ def test_eval_errors_are_one_line(otter_dir, bench_data, tmp_path, capsys):
         lines = [line for line in err.splitlines() if line.startswith("error")]
         assert code == 1 and len(lines) == 1 and message in lines[0], (argv, err)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.json"))
+
+
+def test_every_benchmark_fixture_through_the_cli(otter_dir, tmp_path, capsys):
+    """The eight benchmarks' fixtures, MM-Vet graded (and MathVista's extractor fed) by a judge on
+    the local test server: a result and one samples line per verdict for each."""
+    from syphus.eval.benchmarks import BENCHMARKS
+    from syphus.testing.openai_server import OpenAIServer, ServerConfig
+    from tests.paths import REAL_DATA
+
+    names = sorted(BENCHMARKS)
+    out = tmp_path / "out"
+    with OpenAIServer(ServerConfig()) as srv:
+        code, stdout, err = _eval(capsys, "--model", str(otter_dir), "--bench", ",".join(names), "--data",
+                                  str(REAL_DATA), "--out", str(out), "--judge", "judge-model", "--judge-api-base",
+                                  srv.base_url)  # fmt: skip
+        judged = srv.state.total
+    assert code == 0, err
+    assert judged > 0  # MM-Vet's grader at least
+    model_dir = out / f"{otter_dir.parent.name}_model"
+    for name in names:
+        result = json.loads((model_dir / f"{name}.json").read_text())
+        lines = (model_dir / f"{name}.samples.jsonl").read_text().splitlines()
+        assert result["bench"] == name and len(lines) == len(result["verdicts"]) > 0, name
+        assert all(m["stderr"] >= 0 for m in result["metrics"]), name
+        assert name in stdout
+    mmvet = json.loads((model_dir / "mmvet.json").read_text())
+    assert any(n.startswith("judge: judge-model;") for n in mmvet["notes"])
