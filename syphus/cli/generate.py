@@ -99,6 +99,20 @@ def generate(
     task_option: list[str] = typer.Option(
         [], "--task-option", help="NAME=VALUE option passed to the task (repeatable)."
     ),
+    with_images: bool = typer.Option(
+        False,
+        "--with-images",
+        help="Also send each annotation's images (from the corpus) to a vision model; see docs/generate.md.",
+    ),
+    image_max_side: int = typer.Option(
+        None,
+        "--image-max-side",
+        min=16,
+        help="Downscale images whose longest side is over this before sending (default 768; Anthropic 1092).",
+    ),
+    image_detail: str = typer.Option(
+        "auto", "--image-detail", help="OpenAI image detail: auto, low (85 tokens an image) or high."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Generate instruction-response pairs from annotation files into the corpus.
@@ -118,13 +132,17 @@ def generate(
     opts = _options(
         model=model, api_base=api_base, backend=backend, batch=batch, concurrency=concurrency, rpm=rpm, tpm=tpm,
         timeout=timeout, max_cost=max_cost, limit=limit, temperature=temperature, max_tokens=max_tokens,
-        max_attempts=max_attempts, poll_interval=poll_interval,
+        max_attempts=max_attempts, poll_interval=poll_interval, with_images=with_images,
+        image_max_side=image_max_side, image_detail=image_detail,
     )  # fmt: skip
     t = resolve_task(task, **_task_options(task_option))
     with progress_bar("generate", enabled=progress and not dry_run) as bar:
         summary = run_generate(t, annotations, corpus, opts, dry_run=dry_run, progress=bar, warn=_warn)
     if dry_run:
         _summary_table("syphus generate --dry-run (nothing sent)", summary)
+        if summary.get("image_token_rule"):
+            console.print(f"image tokens counted by {summary['image_token_rule']}", soft_wrap=True,
+                          markup=False, highlight=False)  # fmt: skip
         _print_notes(summary)
         if not summary["price_known"]:
             console.print(f"[yellow]no price for '{model}' in litellm's table: costs shown as 0[/yellow]")
@@ -162,7 +180,7 @@ def _summary_table(title: str, summary: dict) -> None:
         (k.replace("_", " "), f"{v:.6f}" if isinstance(v, float) and "cost" in k else
          (f"{v:.2f}" if isinstance(v, float) else str(v)))
         for k, v in summary.items()
-        if k not in ("status", "last_errors", "notes")
+        if k not in ("status", "last_errors", "notes", "image_token_rule")
     ]  # fmt: skip
     summary_table(title, rows)
 

@@ -23,7 +23,7 @@ from schemas.errors import SyphusError
 class ChatRequest:
     key: str
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]  # content: text, or parts with image references (engine/images.py)
     params: dict[str, Any]  # temperature, max_tokens, ...
     task: str | None = None
     source_id: str | None = None
@@ -146,8 +146,9 @@ class HttpBackend:
 
     name = "http"
 
-    def __init__(self, api_base: str, *, api_key: str | None, concurrency: int, timeout: float):
+    def __init__(self, api_base: str, *, api_key: str | None, concurrency: int, timeout: float, images=None):
         self.api_base = api_base.rstrip("/")
+        self.images = images  # the ImageSource that holds the bytes of the requests' image parts
         self.url = f"{self.api_base}/chat/completions"
         self._headers = {"Content-Type": "application/json"}
         if api_key:
@@ -179,8 +180,11 @@ class HttpBackend:
     async def complete(self, req: ChatRequest) -> Completion:
         import aiohttp
 
+        from syphus.engine.images import openai_messages
+
         session = self._session or self._open()
-        body = {"model": self.wire_model(req.model), "messages": req.messages, **req.params}
+        messages = openai_messages(req.messages, self.images)
+        body = {"model": self.wire_model(req.model), "messages": messages, **req.params}
         where = self.url
         try:
             async with session.post(where, data=json.dumps(body, ensure_ascii=False).encode()) as resp:
@@ -221,7 +225,8 @@ class LiteLLMBackend:
 
     name = "litellm"
 
-    def __init__(self, *, api_base: str | None, api_key: str | None, timeout: float):
+    def __init__(self, *, api_base: str | None, api_key: str | None, timeout: float, images=None):
+        self.images = images
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
 
@@ -239,8 +244,11 @@ class LiteLLMBackend:
         if self.api_key:
             kw["api_key"] = self.api_key
         where = self.api_base or req.model.split("/", 1)[0]
+        from syphus.engine.images import openai_messages
+
+        messages = openai_messages(req.messages, self.images)  # litellm maps OpenAI's form per provider
         try:
-            resp = await litellm.acompletion(model=req.model, messages=req.messages, **req.params, **kw)
+            resp = await litellm.acompletion(model=req.model, messages=messages, **req.params, **kw)
         except Exception as e:  # litellm maps every provider error onto OpenAI-like classes
             raise self._map_error(e, where, req.model) from e
         try:
@@ -288,11 +296,18 @@ BACKENDS = ("auto", "http", "litellm", "local")
 
 
 def make_backend(
-    model: str, *, api_base: str | None, concurrency: int, timeout: float, backend: str = "auto"
+    model: str,
+    *,
+    api_base: str | None,
+    concurrency: int,
+    timeout: float,
+    backend: str = "auto",
+    images=None,
 ) -> Backend:
     """Pick the backend from the model string: ``local/...`` (or another name of the bundled
     SmolLM2, see ``syphus models``) runs in process, ``--api-base`` uses the lean HTTP client,
-    anything else goes through litellm. ``backend`` forces one."""
+    anything else goes through litellm. ``backend`` forces one. ``images`` is the ImageSource
+    holding the bytes of the requests' image parts (sent in the provider's form)."""
     from curation.pretrained import SMOLLM2, is_model
     from syphus.engine.keys import api_key
 
@@ -309,13 +324,15 @@ def make_backend(
         provider = model.split("/", 1)[0] if "/" in model else "openai"
         key = api_key("api_base" if api_base else provider)
         return LiteLLMBackend(
-            api_base=api_base, api_key=key or ("none" if api_base else None), timeout=timeout
+            api_base=api_base, api_key=key or ("none" if api_base else None), timeout=timeout, images=images
         )
     if backend == "http" and not api_base:
         raise SyphusError(
             "--backend http needs --api-base (the endpoint's base URL, e.g. http://127.0.0.1:8000/v1)"
         )
     if api_base:
-        return HttpBackend(api_base, api_key=api_key("api_base"), concurrency=concurrency, timeout=timeout)
+        return HttpBackend(
+            api_base, api_key=api_key("api_base"), concurrency=concurrency, timeout=timeout, images=images
+        )
     provider = model.split("/", 1)[0] if "/" in model else "openai"
-    return LiteLLMBackend(api_base=None, api_key=api_key(provider), timeout=timeout)
+    return LiteLLMBackend(api_base=None, api_key=api_key(provider), timeout=timeout, images=images)

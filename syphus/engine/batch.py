@@ -21,6 +21,7 @@ from syphus.engine.backends import (
     classify_status,
     completion_from_openai,
 )
+from syphus.engine.images import ImageSource, anthropic_content, openai_messages, text_of
 from syphus.engine.scheduler import Outcome
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 DEFAULT_BASES = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
 CHUNK = 10_000  # requests per batch (both APIs allow more; smaller batches finish sooner)
+# bytes per batch: OpenAI takes input files up to 200 MB and Anthropic batches up to 256 MB; with
+# images a batch fills by size long before 10,000 requests, and is built one batch at a time
+MAX_BATCH_BYTES = 180 << 20
 OPENAI_TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
@@ -73,33 +77,47 @@ class _Api:
             await asyncio.sleep(min(30, 2**attempt))
         raise AssertionError("unreachable")
 
-    async def submit(self, reqs: list[ChatRequest]) -> str:
-        model = wire_model(reqs[0].model)
+    def item(self, r: ChatRequest, images: ImageSource | None) -> bytes:
+        """One request as the provider's batch item (a JSONL line for OpenAI, a ``requests``
+        element for Anthropic), with its images in the provider's form."""
+        model = wire_model(r.model)
         if self.provider == "openai":
-            lines = "".join(
-                json.dumps({"custom_id": r.key, "method": "POST", "url": "/v1/chat/completions",
-                            "body": {"model": model, "messages": r.messages, **r.params}}, ensure_ascii=False) + "\n"
-                for r in reqs
-            )  # fmt: skip
+            body = {"model": model, "messages": openai_messages(r.messages, images), **r.params}
+            line = {"custom_id": r.key, "method": "POST", "url": "/v1/chat/completions", "body": body}
+            return json.dumps(line, ensure_ascii=False).encode("utf-8")
+        system = "\n\n".join(text_of(m["content"]) for m in r.messages if m["role"] == "system")
+        params: dict[str, Any] = {
+            "model": model,
+            "max_tokens": int(r.params.get("max_tokens") or 1024),
+            "messages": [
+                {**m, "content": anthropic_content(m["content"], images)}
+                for m in r.messages
+                if m["role"] != "system"
+            ],
+        }
+        if system:
+            params["system"] = system
+        if "temperature" in r.params:
+            params["temperature"] = r.params["temperature"]
+        return json.dumps({"custom_id": r.key, "params": params}, ensure_ascii=False).encode("utf-8")
+
+    async def submit(self, reqs: list[ChatRequest], images: ImageSource | None = None) -> str:
+        """Submit requests as one batch; returns the batch id."""
+        return await self.submit_items([self.item(r, images) for r in reqs], reqs[0].model)
+
+    async def submit_items(self, items: list[bytes], model: str) -> str:
+        """Submit serialized items (from ``item``) as one batch; returns the batch id."""
+        model = wire_model(model)
+        if self.provider == "openai":
+            lines = b"".join(x + b"\n" for x in items)
             up = await self.call("POST", "/files", model, data={"purpose": "batch"},
-                                 files={"file": ("syphus-batch.jsonl", lines.encode("utf-8"), "application/jsonl")})  # fmt: skip
+                                 files={"file": ("syphus-batch.jsonl", lines, "application/jsonl")})  # fmt: skip
             resp = await self.call("POST", "/batches", model, json={
                 "input_file_id": up.json()["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"})  # fmt: skip
             return resp.json()["id"]
-        requests = []
-        for r in reqs:
-            system = "\n\n".join(m["content"] for m in r.messages if m["role"] == "system")
-            params: dict[str, Any] = {
-                "model": model,
-                "max_tokens": int(r.params.get("max_tokens") or 1024),
-                "messages": [m for m in r.messages if m["role"] != "system"],
-            }
-            if system:
-                params["system"] = system
-            if "temperature" in r.params:
-                params["temperature"] = r.params["temperature"]
-            requests.append({"custom_id": r.key, "params": params})
-        resp = await self.call("POST", "/messages/batches", model, json={"requests": requests})
+        body = b'{"requests":[' + b",".join(items) + b"]}"
+        resp = await self.call("POST", "/messages/batches", model, content=body,
+                               headers={"Content-Type": "application/json"})  # fmt: skip
         return resp.json()["id"]
 
     async def poll(
@@ -187,12 +205,22 @@ async def run_batch(gen: Generation, todo: list[ChatRequest]) -> str | None:
                 keep.append(r)
             fresh = keep
         batches = [(b["batch_id"], b["keys"]) for b in open_batches]
-        for i in range(0, len(fresh), CHUNK):
-            chunk = fresh[i : i + CHUNK]
-            bid = await api.submit(chunk)
-            keys = [r.key for r in chunk]
-            gen.log.add_batch(bid, provider, base, opts.model, keys, gen.run_id)  # durable before we wait
-            batches.append((bid, keys))
+        chunk: list[str] = []
+        items: list[bytes] = []
+        size = 0
+        for r in [*fresh, None]:
+            item = api.item(r, gen.images) if r is not None else b""
+            if chunk and (r is None or len(chunk) >= CHUNK or size + len(item) > MAX_BATCH_BYTES):
+                bid = await api.submit_items(items, opts.model)
+                gen.log.add_batch(
+                    bid, provider, base, opts.model, chunk, gen.run_id
+                )  # durable before we wait
+                batches.append((bid, chunk))
+                chunk, items, size = [], [], 0
+            if r is not None:
+                chunk.append(r.key)
+                items.append(item)
+                size += len(item) + 1
         t0 = time.time()
         results = await asyncio.gather(*(api.poll(bid, opts.model, opts.poll_interval) for bid, _ in batches))
         for (bid, keys), items in zip(batches, results, strict=True):

@@ -119,6 +119,12 @@ class LocalBackend:
             self._thread.start()
 
     async def complete(self, req: ChatRequest) -> Completion:
+        from syphus.engine.images import has_images
+
+        if has_images(req.messages):  # generate refuses earlier; this guards other callers
+            raise FatalBackendError(
+                f"model {self.model_name}: a text-only model cannot take images; drop --with-images"
+            )
         self._start()
         loop = asyncio.get_running_loop()
         fut = loop.create_future()

@@ -21,6 +21,17 @@ from curation.store import DB_NAME, Corpus, InstructionRow
 from schemas.errors import SyphusError
 from schemas.progress import Progress, no_progress
 from syphus.engine.backends import ChatRequest, Completion
+from syphus.engine.images import (
+    RULES,
+    ImageError,
+    ImageSource,
+    default_max_side,
+    image_parts,
+    image_tokens,
+    provider_family,
+    require_images,
+    with_images,
+)
 from syphus.engine.keys import redact
 from syphus.engine.pricing import estimate_tokens, price_of
 from syphus.engine.requestlog import Ingest, RequestLog, RequestRecord, request_key
@@ -47,6 +58,19 @@ class GenerateOptions:
     max_attempts: int = 6
     poll_interval: float = 30.0
     task_options: dict[str, Any] = field(default_factory=dict)
+    with_images: bool = False  # attach each annotation's images (the task may ask for them too)
+    image_max_side: int | None = None  # None: the provider's default (images.DEFAULT_MAX_SIDE)
+    image_detail: str = "auto"  # OpenAI's detail: auto | low | high
+
+    def images_wanted(self, task: Task | None = None) -> bool:
+        return self.with_images or bool(getattr(task, "wants_images", False))
+
+    def image_family(self) -> str:
+        return provider_family(self.model, self.backend, self.api_base)
+
+    def image_source(self, corpus: Corpus | None) -> ImageSource:
+        side = self.image_max_side or default_max_side(self.model, self.backend, self.api_base)
+        return ImageSource(corpus, max_side=side, detail=self.image_detail)
 
     def params(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "max_tokens": self.max_tokens}
@@ -141,16 +165,55 @@ def load_annotations(task: Task, paths: Iterable[Path], limit: int | None) -> Lo
     return out
 
 
+def images_note(n: int) -> dict:
+    """The text part put before the images of a task written for annotations alone."""
+    what = "The image of this annotation is" if n == 1 else f"The {n} images of this annotation are"
+    return {"type": "text", "text": f"{what} attached below, in order. Use what you see in them as well as the text above."}  # fmt: skip
+
+
+def keep_with_images(
+    anns: list[Annotation], source: ImageSource, loaded: Loaded | None = None
+) -> list[Annotation]:
+    """The annotations whose every image the source can send; each other one is counted in
+    ``loaded`` as skipped with its image's reason (missing, corrupt), before any request."""
+    status = source.parts(i for a in anns for i in a.image_ids)
+    kept = []
+    for ann in anns:
+        bad = next((i for i in ann.image_ids if isinstance(status[i], ImageError)), None)
+        if bad is None:
+            kept.append(ann)
+        elif loaded is not None:
+            loaded.note(Skipped(status[bad].reason, f"{ann.source_file}: {ann.id}: image '{bad}'"))
+    if loaded is not None:
+        loaded.annotations = kept
+    return kept
+
+
 def build_requests(
-    task: Task, anns: list[Annotation], model: str, params: dict[str, Any]
+    task: Task,
+    anns: list[Annotation],
+    model: str,
+    params: dict[str, Any],
+    images: ImageSource | None = None,
+    family: str = "openai",
 ) -> tuple[list[ChatRequest], int]:
     """One request per distinct prompt. Annotations whose prompt is identical to an earlier
     one's are asked once and share its reply: they ride on that request (``shared``) and each
-    gets its own pairs. Returns (requests, how many annotations share another's request)."""
+    gets its own pairs. Returns (requests, how many annotations share another's request).
+
+    With ``images``, each annotation's images (its ``image_ids``, in order) ride on its last user
+    message as image parts; check them first with ``keep_with_images``."""
     by_key: dict[str, ChatRequest] = {}
     out: list[ChatRequest] = []
     for ann in anns:
         msgs = task.messages(ann)
+        extra_tokens = 0
+        if images is not None and ann.image_ids:
+            parts = [images.part(i) for i in ann.image_ids]
+            # a text task's prompt says it sees no pixels: tell it that now it does
+            note = [] if getattr(task, "wants_images", False) else [images_note(len(parts))]
+            msgs = with_images(msgs, note + parts)
+            extra_tokens = sum(image_tokens(p, family) for p in parts)
         key = request_key(model, msgs, params)
         if key in by_key:
             by_key[key].shared.append(ann)
@@ -162,7 +225,7 @@ def build_requests(
             params=dict(params),
             task=task_of(task, ann),
             source_id=ann.id,
-            est_prompt_tokens=estimate_tokens(msgs),
+            est_prompt_tokens=estimate_tokens(msgs) + extra_tokens,
             ctx=ann,
         )  # fmt: skip
         by_key[key] = req
@@ -325,12 +388,14 @@ def make_plan(
     return Plan(reqs, shared, len(done), [r for r in reqs if r.key not in done], loaded, images)
 
 
-def open_backend(opts: GenerateOptions):
-    """The backend the options name, sized for their concurrency and timeout."""
+def open_backend(opts: GenerateOptions, *, images: Any = None, warn: Callable[[str], None] | None = None):
+    """The backend the options name, sized for their concurrency and timeout. ``images`` (an
+    ImageSource) supplies the bytes of image parts at send time."""
     from syphus.engine.backends import make_backend
 
+    extra = {"images": images} if images is not None else {}
     return make_backend(opts.model, api_base=opts.api_base, concurrency=opts.concurrency,
-                        timeout=opts.timeout, backend=opts.backend)  # fmt: skip
+                        timeout=opts.timeout, backend=opts.backend, **extra)  # fmt: skip
 
 
 def scheduler_config(opts: GenerateOptions) -> SchedulerConfig:
@@ -347,20 +412,158 @@ def progress_status(s: Stats) -> str:
             f"${s.cost:.4f} {s.errors} err")  # fmt: skip
 
 
-class Generation:
-    """One ``syphus generate`` run on an open corpus; ``progress`` hears of every finished request."""
+class RequestRun:
+    """Requests sent through the scheduler (or a batch API) into a corpus's request log, with
+    cost, progress and a run record: what ``generate`` and ``ask`` share. A subclass says what a
+    reply turns into (:meth:`ingest`); ``progress`` hears of every finished request, ``warn`` of
+    an endpoint drained from a pool."""
 
-    def __init__(self, task: Task, corpus: Corpus, opts: GenerateOptions, progress: Progress | None = None):
-        self.task = task
+    label = "generate"
+
+    def __init__(self, corpus: Corpus, opts: GenerateOptions, progress: Progress | None = None, *,
+                 images: Any = None, warn: Callable[[str], None] | None = None):  # fmt: skip
         self.corpus = corpus
         self.opts = opts
         self.progress = progress or no_progress
+        self.images = images
+        self.warn = warn
         self._shown = 0  # finished requests already reported to progress
         self.log = RequestLog(corpus)
         self.price = price_of(opts.model, batch=opts.batch)
         self.stats = Stats()
         self.run_id: str | None = None
         self.backend_name = "batch" if opts.batch else opts.backend
+        self.drained: list[str] = []  # endpoints a pool gave up on during the run
+
+    def ingest(self, req: ChatRequest, c: Completion) -> Ingest | None:
+        """What a reply becomes in the corpus besides its log row (None: nothing)."""
+        return None
+
+    def on_outcome(self, o: Outcome) -> None:
+        import datetime as dt
+
+        req = o.req
+        started = dt.datetime.fromtimestamp(o.started_at, dt.timezone.utc).replace(tzinfo=None)
+        c = o.completion
+        if c is None:
+            error = redact(o.error)  # the one place errors are stored: no key reaches the corpus
+            self.log.record(
+                RequestRecord(
+                    key=req.key,
+                    model=req.model,
+                    status="error",
+                    task=req.task,
+                    source_id=req.source_id,
+                    error=error,
+                    attempts=o.attempts,
+                    run_id=self.run_id,
+                    backend=self.backend_name,
+                    started_at=started,
+                    latency_s=o.latency_s,
+                )  # fmt: skip
+            )
+            self.stats.note_error(error or "error")
+            return
+        rec = RequestRecord(
+            key=req.key, model=req.model, status="done", task=req.task, source_id=req.source_id, raw=c.text,
+            finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+            cost=self.price.cost(c.prompt_tokens, c.completion_tokens), attempts=o.attempts, run_id=self.run_id,
+            backend=self.backend_name, started_at=started, latency_s=o.latency_s,
+        )  # fmt: skip
+        self.log.record(rec, self.ingest(req, c))
+
+    def _report(self) -> None:
+        finished = self.stats.done + self.stats.errors
+        self.progress(finished - self._shown, status=progress_status(self.stats))
+        self._shown = finished
+
+    async def _tick(self) -> None:
+        last_fold = time.monotonic()
+        while True:
+            await asyncio.sleep(0.25)
+            self._report()
+            if time.monotonic() - last_fold >= 2.0:
+                self.log.fold()  # keep the database close to the journal; each fold is one transaction
+                last_fold = time.monotonic()
+
+    async def _run_async(self, todo: list[ChatRequest]) -> tuple[str | None, BaseException | None]:
+        self.stats, self._shown = Stats(total=len(todo)), 0
+        self.progress(0, total=len(todo), label=self.label)
+        ticker = asyncio.create_task(self._tick())
+        try:
+            if self.opts.batch:
+                from syphus.engine.batch import run_batch
+
+                reason = await run_batch(self, todo)
+                return reason, None
+            backend = open_backend(self.opts, images=self.images, warn=self.warn)
+            self.backend_name = backend.name
+            sched = Scheduler(backend, scheduler_config(self.opts), self.price, self.on_outcome, self.stats)
+            try:
+                await sched.run(todo)
+            finally:
+                await backend.aclose()
+                self.drained = list(getattr(backend, "drained", []))
+            return sched.stop_reason, sched.fatal
+        finally:
+            ticker.cancel()
+            self._report()
+
+    def start(self, kind: str, config: dict[str, Any]) -> str:
+        self.run_id = self.corpus.start_run(kind, config)
+        return self.run_id
+
+    def execute(self, todo: list[ChatRequest], lead: dict[str, Any],
+                trail: Callable[[], dict[str, Any]] = dict) -> dict[str, Any]:  # fmt: skip
+        """Send ``todo`` and close the run (started with :meth:`start`); returns its summary:
+        ``lead``, the run's figures, then what ``trail`` says once the run is over. A fatal backend error is raised after the summary
+        is stored."""
+        status, fatal = "failed", None
+        t0 = time.perf_counter()
+        try:
+            reason, fatal = asyncio.run(self._run_async(todo))
+            status = {"budget": "budget", "fatal": "failed"}.get(reason or "", "done")
+            if status == "done" and self.stats.errors:
+                status = "done_with_errors"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.log.close()
+            summary = {"status": status, **lead, **self.figures(time.perf_counter() - t0), **trail()}
+            self.corpus.finish_run(self.run_id, status, summary)
+        if fatal is not None:
+            raise fatal
+        return summary
+
+    def figures(self, wall: float) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "sent": s.done + s.errors,
+            "done": s.done,
+            "errors": s.errors,
+            "retries": s.retries,
+            "pairs": s.pairs,
+            "quarantined": s.quarantined,
+            "prompt_tokens": s.prompt_tokens,
+            "completion_tokens": s.completion_tokens,
+            "cost_usd": s.cost,
+            "price_known": self.price.known,
+            "wall_s": wall,
+            "req_per_s": (s.done + s.errors) / wall if wall > 0 else 0.0,
+            "tok_per_s": (s.prompt_tokens + s.completion_tokens) / wall if wall > 0 else 0.0,
+            **({"drained_endpoints": list(self.drained)} if self.drained else {}),
+            "last_errors": list(s.last_errors),
+        }
+
+
+class Generation(RequestRun):
+    """One ``syphus generate`` run on an open corpus: every reply is parsed into pairs."""
+
+    def __init__(self, task: Task, corpus: Corpus, opts: GenerateOptions, progress: Progress | None = None,
+                 *, images: ImageSource | None = None, warn: Callable[[str], None] | None = None):  # fmt: skip
+        super().__init__(corpus, opts, progress, images=images, warn=warn)
+        self.task = task
 
     def plan(self, reqs: list[ChatRequest], shared: int, loaded: Loaded | None = None) -> Plan:
         return make_plan(reqs, shared, self.log, loaded)
@@ -406,119 +609,17 @@ class Generation:
                 n += len(missing)
         return n
 
-    def on_outcome(self, o: Outcome) -> None:
-        import datetime as dt
-
-        req = o.req
-        started = dt.datetime.fromtimestamp(o.started_at, dt.timezone.utc).replace(tzinfo=None)
-        c = o.completion
-        if c is None:
-            error = redact(o.error)  # the one place errors are stored: no key reaches the corpus
-            self.log.record(
-                RequestRecord(
-                    key=req.key,
-                    model=req.model,
-                    status="error",
-                    task=req.task,
-                    source_id=req.source_id,
-                    error=error,
-                    attempts=o.attempts,
-                    run_id=self.run_id,
-                    backend=self.backend_name,
-                    started_at=started,
-                    latency_s=o.latency_s,
-                )  # fmt: skip
-            )
-            self.stats.note_error(error or "error")
-            return
-        rec = RequestRecord(
-            key=req.key, model=req.model, status="done", task=req.task, source_id=req.source_id, raw=c.text,
-            finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-            cost=self.price.cost(c.prompt_tokens, c.completion_tokens), attempts=o.attempts, run_id=self.run_id,
-            backend=self.backend_name, started_at=started, latency_s=o.latency_s,
-        )  # fmt: skip
+    def ingest(self, req: ChatRequest, c: Completion) -> Ingest:
         ing = make_ingest(self.task, req.ctx, req.key, c.text, c.finish_reason, self.run_id, req.shared)
         self.stats.pairs += len(ing.rows)
         self.stats.quarantined += len(ing.quarantine)
-        self.log.record(rec, ing)
-
-    def _report(self) -> None:
-        finished = self.stats.done + self.stats.errors
-        self.progress(finished - self._shown, status=progress_status(self.stats))
-        self._shown = finished
-
-    async def _tick(self) -> None:
-        last_fold = time.monotonic()
-        while True:
-            await asyncio.sleep(0.25)
-            self._report()
-            if time.monotonic() - last_fold >= 2.0:
-                self.log.fold()  # keep the database close to the journal; each fold is one transaction
-                last_fold = time.monotonic()
-
-    async def _run_async(self, todo: list[ChatRequest]) -> tuple[str | None, BaseException | None]:
-        self.stats, self._shown = Stats(total=len(todo)), 0
-        self.progress(0, total=len(todo), label="generate")
-        ticker = asyncio.create_task(self._tick())
-        try:
-            if self.opts.batch:
-                from syphus.engine.batch import run_batch
-
-                reason = await run_batch(self, todo)
-                return reason, None
-            backend = open_backend(self.opts)
-            self.backend_name = backend.name
-            sched = Scheduler(backend, scheduler_config(self.opts), self.price, self.on_outcome, self.stats)
-            try:
-                await sched.run(todo)
-            finally:
-                await backend.aclose()
-            return sched.stop_reason, sched.fatal
-        finally:
-            ticker.cancel()
-            self._report()
+        return ing
 
     def run(self, plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
-        self.run_id = self.corpus.start_run("generate", config)
+        self.start("generate", config)
         resumed = self.ingest_finished(plan.requests)
-        status, fatal = "failed", None
-        t0 = time.perf_counter()
-        try:
-            reason, fatal = asyncio.run(self._run_async(plan.todo))
-            status = {"budget": "budget", "fatal": "failed"}.get(reason or "", "done")
-            if status == "done" and self.stats.errors:
-                status = "done_with_errors"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        finally:
-            self.log.close()
-            s = self.stats
-            wall = time.perf_counter() - t0
-            summary = {
-                "status": status,
-                **plan.accounting(),
-                "stored_from_earlier_replies": resumed,
-                "sent": s.done + s.errors,
-                "done": s.done,
-                "errors": s.errors,
-                "retries": s.retries,
-                "pairs": s.pairs,
-                "quarantined": s.quarantined,
-                "prompt_tokens": s.prompt_tokens,
-                "completion_tokens": s.completion_tokens,
-                "cost_usd": s.cost,
-                "price_known": self.price.known,
-                "wall_s": wall,
-                "req_per_s": (s.done + s.errors) / wall if wall > 0 else 0.0,
-                "tok_per_s": (s.prompt_tokens + s.completion_tokens) / wall if wall > 0 else 0.0,
-                "last_errors": list(s.last_errors),
-                "notes": plan.notes(),
-            }
-            self.corpus.finish_run(self.run_id, status, summary)
-        if fatal is not None:
-            raise fatal
-        return summary
+        lead = {**plan.accounting(), "stored_from_earlier_replies": resumed}
+        return self.execute(plan.todo, lead, lambda: {"notes": plan.notes()})
 
 
 def _config_of(task: Task, paths: list[Path], opts: GenerateOptions) -> dict[str, Any]:
@@ -535,9 +636,21 @@ def estimate(plan: Plan, opts: GenerateOptions, log: RequestLog | None) -> dict[
     typical = log.mean_completion_tokens(opts.model) if log else None
     ctoks_max = len(plan.todo) * opts.max_tokens
     ctoks = int(len(plan.todo) * typical) if typical else ctoks_max
+    family = opts.image_family()
+    parts = [p for r in plan.todo for p in image_parts(r.messages)]
+    images = {}
+    if parts or opts.images_wanted():
+        images = {
+            "images_to_send": len(parts),
+            "est_image_tokens": sum(image_tokens(p, family) for p in parts),
+            "image_token_rule": RULES[family]
+            + ("; detail auto counted as high (an upper bound)" if family == "openai" and
+               any(p.get("detail") == "auto" for p in parts) else ""),
+        }  # fmt: skip
     return {
         **plan.accounting(),
         "to_send": len(plan.todo),
+        **images,
         "est_prompt_tokens": ptoks,
         "est_completion_tokens": ctoks,
         "completion_tokens_basis": "mean of earlier replies" if typical else "max_tokens (upper bound)",
@@ -551,7 +664,15 @@ def estimate(plan: Plan, opts: GenerateOptions, log: RequestLog | None) -> dict[
 def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOptions, *, dry_run: bool = False,
              progress: Progress | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run (or with ``dry_run`` estimate) one generation; returns its summary. ``warn`` hears,
-    before any request is sent, of image ids the corpus lacks."""
+    before any request is sent, of image ids the corpus lacks.
+
+    With images (``opts.with_images``, or a task that asks for them) the model must take images
+    and the images come from the corpus: an annotation whose image is missing or corrupt there
+    is skipped and counted before anything is sent."""
+    wants_images = opts.images_wanted(task)
+    if wants_images:
+        option = "--with-images" if opts.with_images else f"--task {task.name} (it sends images)"
+        require_images(opts.model, opts.backend, opts.api_base, option)
     loaded = load_annotations(task, paths, opts.limit)
     anns = loaded.annotations
     if not anns:
@@ -559,25 +680,47 @@ def generate(task: Task, paths: list[Path], corpus_dir: Path, opts: GenerateOpti
         raise SyphusError(
             f"{', '.join(str(p) for p in paths)}: no annotations found for task {task.name}{why}"
         )
-    reqs, shared = build_requests(task, anns, opts.model, opts.params())
-    if dry_run and not (Path(corpus_dir) / DB_NAME).exists():
+    has_corpus = (Path(corpus_dir) / DB_NAME).exists()
+    if wants_images and not has_corpus:
+        raise SyphusError(
+            f"{corpus_dir}: no corpus, and the images sent with --with-images are read from it",
+            hint=f"import them first: syphus import images DIR --corpus {corpus_dir}",
+        )
+    if dry_run and not has_corpus:
+        reqs, shared = build_requests(task, anns, opts.model, opts.params())
         plan = make_plan(reqs, shared, None, loaded, check_images(anns, None))
         _warn_images(plan, task, corpus_dir, warn)
         return estimate(plan, opts, None)
     with Corpus(corpus_dir) as corpus:
+        source = opts.image_source(corpus) if wants_images else None
+        reqs, shared = plan_requests(task, loaded, opts, source)
+        # with images, the annotations whose images are missing are counted as skipped instead
+        images = None if source is not None else check_images(loaded.annotations, corpus)
         if dry_run:
             log = RequestLog(corpus)
             try:
-                plan = make_plan(reqs, shared, log, loaded, check_images(anns, corpus))
+                plan = make_plan(reqs, shared, log, loaded, images)
                 _warn_images(plan, task, corpus_dir, warn)
                 return estimate(plan, opts, log)
             finally:
                 log.close()
-        gen = Generation(task, corpus, opts, progress)
+        gen = Generation(task, corpus, opts, progress, images=source, warn=warn)
         plan = gen.plan(reqs, shared, loaded)
-        plan.images = check_images(anns, corpus)
+        plan.images = images
         _warn_images(plan, task, corpus_dir, warn)
         return gen.run(plan, _config_of(task, paths, opts))
+
+
+def plan_requests(
+    task: Task, loaded: Loaded, opts: GenerateOptions, source: ImageSource | None
+) -> tuple[list[ChatRequest], int]:
+    """The requests for the loaded annotations; with an image source, those whose images cannot
+    be sent are first moved to ``loaded``'s skipped notes (an error if none is left)."""
+    if source is not None:
+        if not keep_with_images(loaded.annotations, source, loaded):
+            raise SyphusError(f"no annotation has all its images in {source.corpus.path}: {'; '.join(loaded.lines())}",
+                              hint="import the images first (syphus import images DIR --corpus C)")  # fmt: skip
+    return build_requests(task, loaded.annotations, opts.model, opts.params(), source, opts.image_family())
 
 
 def _warn_images(plan: Plan, task: Task, corpus_dir: Path, warn: Callable[[str], None] | None) -> None:

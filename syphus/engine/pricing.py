@@ -66,4 +66,6 @@ def price_of(model: str, *, batch: bool = False) -> Price:
 
 def estimate_tokens(messages: list[dict]) -> int:
     """A cheap prompt-size estimate (~4 characters a token for English, plus a few per message)."""
-    return sum(len(str(m.get("content", ""))) // 4 + 4 for m in messages)
+    from syphus.engine.images import text_of  # image parts are counted by their own rule
+
+    return sum(len(text_of(m.get("content", ""))) // 4 + 4 for m in messages)

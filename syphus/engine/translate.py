@@ -16,6 +16,7 @@ from syphus.engine.pipeline import (
     Generation,
     build_requests,
     load_annotations,
+    plan_requests,
     resolve_task,
 )
 from syphus.tasks.base import Task
@@ -35,10 +36,12 @@ def translate_run(task: Task, paths: list[Path], corpus_dir: Path, opts: Generat
                   progress: Progress | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One generation per language over the pairs these annotations produced; a summary each, in
     the order of ``langs``."""
-    anns = load_annotations(task, paths, opts.limit).annotations
-    keys = [r.key for r in build_requests(task, anns, opts.model, opts.params())[0]]
+    loaded = load_annotations(task, paths, opts.limit)
     out = []
     with Corpus(corpus_dir) as corpus:
+        # the same requests as the generate run, images included, to find the pairs it stored
+        source = opts.image_source(corpus) if opts.images_wanted(task) else None
+        keys = [r.key for r in plan_requests(task, loaded, opts, source)[0]]
         pairs = source_pairs(corpus, keys)
         for lang in langs:
             tt = resolve_task("translate", lang=lang)

@@ -20,6 +20,7 @@ A task YAML::
       {% for s in steps %}{{ loop.index }}. {{ s }}
       {% endfor %}
     parse: pairs                 # pairs (Question/Answer, JSON, ...) or description
+    images: true                 # optional: send the record's images with the query (a vision model)
     description_instructions: ["Describe the dish."]   # parse: description only
 
 Templates run in Jinja's sandbox with strict undefined variables, so a typo names itself.
@@ -68,6 +69,7 @@ class CustomTaskSpec(BaseModel):
     parse: Literal["pairs", "description"] = "pairs"
     description_instructions: list[str] = []
     min_words: int = 10
+    images: bool = False  # attach the annotation's images to the query, as --with-images does
 
     @field_validator("fields")
     @classmethod
@@ -107,6 +109,7 @@ class CustomTask(BaseTask):
         self.spec_path = Path(spec_path)
         self.spec = load_spec(self.spec_path)
         self.name = self.spec.name
+        self.wants_images = self.spec.images
         local = self.spec_path.parent / self.spec.prompt
         self.prompt_name = str(local) if local.is_file() else str(prompt_path(self.spec.prompt))
         super().__init__(**options)

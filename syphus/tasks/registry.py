@@ -23,6 +23,7 @@ _TASKS: dict[str, tuple[str, str]] = {
     "VST": ("syphus.tasks.vst", "VSTTask"),
     "E4D": ("syphus.tasks.e4d", "E4DTask"),
     "translate": ("syphus.tasks.translate", "TranslateTask"),
+    "describe": ("syphus.tasks.describe", "DescribeTask"),
 }
 
 

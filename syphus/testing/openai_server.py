@@ -3,7 +3,10 @@
 Serves ``/v1/chat/completions``, ``/v1/models``, the OpenAI Batch API (``/v1/files``,
 ``/v1/batches``) and the Anthropic Message Batches API (``/v1/messages/batches``) on
 127.0.0.1. Replies are deterministic functions of the question (``Q: ...`` / ``A: ...`` lines
-built from the last user message), so a client can check it got the right answer.
+built from the last user message), so a client can check it got the right answer. Image parts
+(OpenAI ``image_url`` data URLs, Anthropic base64 ``image`` blocks) are decoded: an undecodable
+one gets a 400, and the reply gains a pair whose answer states each image's size and mean colour
+(``IMAGE 1: 64x48 mean=(255,0,0)``), so a test can prove which image reached which request.
 
 Every request is counted per key (sha256 of the canonical request body), so a test can see
 whether anything was asked twice. Faults:
@@ -117,9 +120,66 @@ def pseudo_translation(user: str) -> str | None:
     return "".join(f"Question: {render(q)}\nAnswer: {render(a)}\n" for q, a in pairs)
 
 
+class BadImage(ValueError):
+    """An image part the server cannot decode (answered with a 400)."""
+
+
+def _image_bytes(block: dict) -> bytes | None:
+    """The bytes of an OpenAI ``image_url`` data URL or an Anthropic base64 ``image`` block."""
+    import base64
+    import binascii
+
+    if block.get("type") == "image_url":
+        url = (block.get("image_url") or {}).get("url", "")
+        if not url.startswith("data:") or ";base64," not in url:
+            raise BadImage(f"image_url is not a base64 data URL: {url[:40]!r}")
+        data = url.split(",", 1)[1]
+    elif block.get("type") == "image":
+        data = (block.get("source") or {}).get("data", "")
+    else:
+        return None
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise BadImage(f"invalid base64 in an image part ({e})") from e
+
+
+def describe_image(data: bytes) -> str:
+    """``WxH mean=(r,g,b)`` of an encoded image; BadImage if it does not decode."""
+    import io
+
+    from PIL import Image, ImageStat
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            if im.format == "JPEG":
+                im.draft("RGB", (max(1, width // 8), max(1, height // 8)))  # a mean needs few pixels
+            rgb = im.convert("RGB")
+    except Exception as e:  # PIL raises many types for bad bytes
+        raise BadImage(f"cannot decode an image part ({type(e).__name__})") from e
+    mean = tuple(round(v) for v in ImageStat.Stat(rgb).mean)
+    return f"{width}x{height} mean=({mean[0]},{mean[1]},{mean[2]})"
+
+
+def image_lines(messages: list[dict]) -> list[str]:
+    """``IMAGE i: WxH mean=(r,g,b)`` for every image part of the messages, in order."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if not isinstance(content, list):
+            continue
+        for b in content:
+            data = _image_bytes(b) if isinstance(b, dict) else None
+            if data is not None:
+                out.append(f"IMAGE {len(out) + 1}: {describe_image(data)}")
+    return out
+
+
 def answer_for(messages: list[dict]) -> str:
     """The deterministic reply: two Q/A pairs derived from the last user message (or, for a
-    translate-task query, its pairs in a pseudo-translation)."""
+    translate-task query, its pairs in a pseudo-translation), and a third pair stating each
+    image's size and mean colour when the request carries images."""
     user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
     if isinstance(user, list):  # Anthropic/OpenAI content blocks
         user = " ".join(b.get("text", "") for b in user if isinstance(b, dict))
@@ -129,9 +189,11 @@ def answer_for(messages: list[dict]) -> str:
     words = str(user).split()
     head = " ".join(words[:8]) or "nothing"
     tag = hashlib.sha1(str(user).encode()).hexdigest()[:8]
+    images = image_lines(messages)
+    seen = f"Q: What do the images show?\nA: {'; '.join(images)}\n" if images else ""
     return (
         f"Q: What does the annotation say first?\nA: It begins with: {head}.\n"
-        f"Q: What is the tag of this annotation?\nA: The tag is {tag}.\n"
+        f"Q: What is the tag of this annotation?\nA: The tag is {tag}.\n{seen}"
     )
 
 
@@ -192,7 +254,12 @@ def _chat_body(model: str, content: str, finish: str, prompt_tokens: int) -> dic
 
 
 def _prompt_tokens(messages: list[dict]) -> int:
-    return sum(_ntokens(str(m.get("content", ""))) for m in messages)
+    def text(c) -> str:  # image data is not text: count the text blocks only
+        return (
+            " ".join(b.get("text", "") for b in c if isinstance(b, dict)) if isinstance(c, list) else str(c)
+        )
+
+    return sum(_ntokens(text(m.get("content", ""))) for m in messages)
 
 
 def _echo(st: _State, request: web.Request) -> str:
@@ -271,7 +338,10 @@ def make_app(cfg: ServerConfig) -> web.Application:
                 body=b'{"id": "chatcmpl-x", "choices": [{"message": ', content_type="application/json"
             )
         model = str(body.get("model"))
-        text = answer_for(messages)
+        try:
+            text = answer_for(messages)
+        except BadImage as e:
+            return _openai_error(400, f"Invalid image: {e}", "invalid_image")
         ptok = _prompt_tokens(messages)
         if fault == "empty":
             return web.json_response(_chat_body(model, "", "stop", ptok))
@@ -324,8 +394,14 @@ def make_app(cfg: ServerConfig) -> web.Application:
         if fault in ("500", "429"):
             return {"id": uuid.uuid4().hex, "custom_id": line["custom_id"], "response": None,
                     "error": {"code": "server_error", "message": "injected failure"}}  # fmt: skip
+        try:
+            text = answer_for(messages)
+        except BadImage as e:
+            return {"id": uuid.uuid4().hex, "custom_id": line["custom_id"],
+                    "response": {"status_code": 400, "body": {"error": {"message": f"Invalid image: {e}"}}},
+                    "error": None}  # fmt: skip
         st.completed[key] += 1
-        resp = _chat_body(str(body.get("model")), answer_for(messages), "stop", _prompt_tokens(messages))
+        resp = _chat_body(str(body.get("model")), text, "stop", _prompt_tokens(messages))
         return {"id": uuid.uuid4().hex, "custom_id": line["custom_id"],
                 "response": {"status_code": 200, "body": resp}, "error": None}  # fmt: skip
 
@@ -401,8 +477,13 @@ def make_app(cfg: ServerConfig) -> web.Application:
                     results.append({"custom_id": r["custom_id"], "result": {"type": "errored", "error": {
                         "type": "not_found_error", "message": "model not found"}}})  # fmt: skip
                     continue
+                try:
+                    text = answer_for(msgs)
+                except BadImage as e:
+                    results.append({"custom_id": r["custom_id"], "result": {"type": "errored", "error": {
+                        "type": "invalid_request_error", "message": f"Invalid image: {e}"}}})  # fmt: skip
+                    continue
                 st.completed[key] += 1
-                text = answer_for(msgs)
                 results.append({"custom_id": r["custom_id"], "result": {"type": "succeeded", "message": {
                     "id": f"msg_{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant",
                     "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
