@@ -568,6 +568,7 @@ class EvalModelResults:
     data: dict[str, str]  # bench -> the data it was read from (from the result's config)
     results: dict[str, BenchResult]
     samples: dict[str, list[EvalSample]]  # bench -> samples (the result's verdicts without a samples file)
+    show_samples: bool = True  # False: only its scores (a training run's earlier steps)
 
 
 def _model_folders(root: Path) -> list[Path]:
@@ -759,6 +760,8 @@ def eval_html(runs: list[EvalModelResults], limit: int) -> tuple[str, int]:
     )
     rows = 0
     for r in runs:
+        if not r.show_samples:
+            continue
         for bench, result in r.results.items():
             table, n, _ = eval_samples_html(r, bench, limit, thumbs)
             rows += n
@@ -898,7 +901,10 @@ def build_report(
     for d in eval_dirs:
         eval_runs += read_eval_results(d)
     if training is not None and (training.root / "eval").is_dir():
-        eval_runs += read_eval_results(training.root / "eval", label="training eval")
+        steps = read_eval_results(training.root / "eval", label="training eval")
+        for r in steps[:-1]:  # every step's scores; the samples of the last one (step-NNNNNN sorts by step)
+            r.show_samples = False
+        eval_runs += steps
     summary = ReportSummary(out=out)
     if corpus_dir is not None:
         body, toc, header = _corpus_sections(

@@ -145,7 +145,11 @@ def test_training_eval_folder_joins_the_page(results, corpus, tmp_path, capsys):
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "training eval/step-000001" in page and "training eval/step-000002" in page
     assert "2 points" in page and "Skipped" not in page
-    assert len(re.findall(r"<tr class='evalrow ", page)) == 12
+    # every step's scores, the samples of the last step only
+    assert len(re.findall(r"<tr class='evalscore overall' data-results='training eval/step-", page)) == 2
+    assert len(re.findall(r"<tr class='evalrow ", page)) == 6
+    assert '<section class="evalrun" data-results="training eval/step-000002"' in page
+    assert '<section class="evalrun" data-results="training eval/step-000001"' not in page
 
 
 @pytest.mark.skipif(
