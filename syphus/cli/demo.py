@@ -4,9 +4,10 @@ Each step is a real ``syphus`` command run as its own process (printed before it
 the demo is also a script to copy from: import -> generate -> translate -> retrieve -> a small
 visual task (drawn shapes, ``syphus shapes``) imported beside the generated pairs -> curate ->
 export -> train -> eval on the held-out shapes, and on the same questions with blank images ->
-chat -> report. Every step is resumable: rerunning the demo skips what is already done. The example data and the demo's mix and training configs
-(``examples/configs/demo-*.yaml``) ship inside the package (``syphus/examples`` is the
-repository's ``examples/`` folder), so the demo runs the same from a clone and from a wheel.
+chat -> report. Every step is resumable: rerunning the demo skips what is already done. The
+example data and the demo's mix and training configs (``examples/configs/demo-*.yaml``) ship
+inside the package (``syphus/examples`` is the repository's ``examples/`` folder), so the demo
+runs the same from a clone and from a wheel.
 """
 
 from __future__ import annotations
