@@ -34,7 +34,7 @@ EX = Path(__file__).resolve().parent.parent / "examples"
 DATA = EX / "data"
 CONFIGS = EX / "configs"
 OFFLINE_MODEL = "local/smollm2-135m"
-QUICK_STEPS = 300
+QUICK_STEPS = 600
 # `syphus eval` names a model's results folder after the last two parts of its path: OUT/train/model
 TRAINED_SLUG = "train_model"
 

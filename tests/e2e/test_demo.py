@@ -60,9 +60,9 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
     html = report.read_text(encoding="utf-8")
     assert "<img" in html and "loss" in html.lower()
     # the eval page: both results with every held-out question and its verdict, and the scores the
-    # training config's eval: block wrote every 100 steps (with the last step's 30 samples)
+    # training config's eval: block wrote every 200 steps (with the last step's 30 samples)
     assert 'id="eval"' in html and "eval/train_model" in html and "eval-blank/train_model" in html
-    assert all(f"training eval/step-000{k}00" in html for k in (1, 2, 3))
+    assert all(f"training eval/step-000{k}00" in html for k in (2, 4, 6))
     assert len(re.findall(r"<tr class='evalrow ", html)) == 2 * 120 + 30
     assert '"eval/mimicit/accuracy"' in (out / "train" / "metrics.jsonl").read_text()
 
