@@ -490,7 +490,7 @@ class ExportReport:
     skipped_missing_images: int = 0  # pairs left out because the corpus lacks one of their images
 
 
-def _pandas_images_schema() -> pa.Schema:
+def pandas_images_schema() -> pa.Schema:
     """The schema pandas writes for a DataFrame indexed by image id with a base64 column, so
     ``pd.read_parquet(path).loc[image_id]['base64']`` works as in the original Otter code."""
     meta = {
@@ -681,7 +681,7 @@ def _resolvable(
 def _write_images_parquet(
     corpus: Corpus, ids: list[str], path: Path, progress: Progress | None
 ) -> tuple[int, int]:
-    schema = _pandas_images_schema()
+    schema = pandas_images_schema()
     tmp = path.with_name(path.name + ".partial")
     n = nbytes = 0
     with pq.ParquetWriter(tmp, schema, compression="none", use_dictionary=False) as w:

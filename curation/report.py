@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curation.store import Corpus, now
 from schemas.errors import SyphusError
@@ -43,6 +43,8 @@ class ReportSummary:
     quarantined: int = 0
     runs: int = 0
     training: bool = False
+    eval_results: int = 0  # (model, benchmark) results shown
+    eval_samples: int = 0  # their sample rows
     nbytes: int = 0
 
     @property
@@ -206,9 +208,15 @@ class TrainingFiles:
 
 
 def _files(root: Path, patterns: Iterable[str]) -> list[Path]:
+    """Files matching ``patterns`` up to two folders down, outside ``eval/`` (the results folder of
+    the training config's ``eval:`` block, read as evaluation results)."""
     found: list[Path] = []
     for pat in patterns:
-        found += sorted(p for p in root.rglob(pat) if p.is_file() and len(p.relative_to(root).parts) <= 3)
+        found += sorted(
+            p
+            for p in root.rglob(pat)
+            if p.is_file() and len(parts := p.relative_to(root).parts) <= 3 and parts[0] != "eval"
+        )
     return found
 
 
@@ -323,7 +331,12 @@ max-height:260px;overflow:auto;margin:6px 0;overflow-wrap:anywhere}.ann dt{font-
 .ctx{display:flex;flex-wrap:wrap;gap:8px;margin:4px 0 2px 18px}.ctx figure{margin:0;width:150px;font-size:11px}
 .ctx .score{font-weight:600;color:#20324d}.verdict{font-size:12px;margin-top:2px}
 .verdict .score{font-weight:600;color:#fff;background:#20324d;border-radius:9px;padding:0 6px}
-.hist{margin:4px 0}.hist text{font-size:10px;fill:#444}.note{color:#555}.raw{white-space:pre-wrap;font-size:12px;
+.hist{margin:4px 0}.hist text{font-size:10px;fill:#444}
+tr.evalscore.overall td{font-weight:600}tr.evalscore.cat td:nth-child(4){padding-left:18px}
+tr.evalrow.wrong td.verdict{color:#8a1c12;font-weight:600}tr.evalrow.right td.verdict{color:#2a7d3b}
+td.pred{white-space:pre-wrap;max-width:360px;overflow-wrap:anywhere}ul.opts{margin:2px 0;padding-left:16px}
+table.evalsamples img.thumb{min-width:64px;image-rendering:pixelated}
+p.filter{background:#fff;border:1px solid #d8dbe2;border-radius:6px;padding:6px 10px;position:sticky;top:0}.note{color:#555}.raw{white-space:pre-wrap;font-size:12px;
 max-width:560px;overflow-wrap:anywhere}
 """
 
@@ -530,7 +543,7 @@ def quarantine_html(reader: CorpusReader, limit: int) -> tuple[str, int]:
     return f"<table class='quarantine'>{head}{''.join(trs)}</table>{more}", total
 
 
-def training_html(t: TrainingFiles, reader: CorpusReader, limit: int) -> str:
+def training_html(t: TrainingFiles, reader: CorpusReader | None, limit: int) -> str:
     parts = [f'<p class="note">Training folder: {esc(t.root)}</p>']
     if t.loss_png is not None:
         parts.append(
@@ -559,7 +572,8 @@ def training_html(t: TrainingFiles, reader: CorpusReader, limit: int) -> str:
             ids = rec.get("image_ids") or ([rec["image_id"]] if rec.get("image_id") else [])
             ids = ids if isinstance(ids, list) else [ids]
             pics = "".join(
-                img_tag(reader.thumbnail(str(i), SMALL_THUMB_PX), str(i), SMALL_THUMB_PX) for i in ids[:4]
+                img_tag(reader.thumbnail(str(i), SMALL_THUMB_PX) if reader else None, str(i), SMALL_THUMB_PX)
+                for i in ids[:4]
             )
             cells = "".join(f"<td>{esc(rec.get(k, ''))}</td>" for k in keys)
             trs.append(f"<tr class='evalsample'><td>{pics}</td>{cells}</tr>")
@@ -576,6 +590,266 @@ def training_html(t: TrainingFiles, reader: CorpusReader, limit: int) -> str:
     return "".join(parts)
 
 
+# -- evaluation results (`syphus eval` folders) ------------------------------------------------------
+
+EVAL_THUMB_PX = 96
+RESULTS_SKIP = {"images"}  # OUT/images/<bench>/ holds the images the samples name
+
+if TYPE_CHECKING:
+    from syphus.eval.samples import BenchResult, Verdict
+
+
+@dataclass
+class EvalSample:
+    """One line of ``<bench>.samples.jsonl``: the verdict with the question and its images."""
+
+    verdict: Verdict
+    question: str | None
+    options: dict[str, str]
+    images: list[Path | None]  # None: a path outside the results folder, never read
+
+
+@dataclass
+class EvalModelResults:
+    """One model's folder of a results folder (``OUT/<model-slug>``)."""
+
+    label: str
+    folder: Path
+    model: str
+    data: dict[str, str]  # bench -> the data it was read from (from the result's config)
+    results: dict[str, BenchResult]
+    samples: dict[str, list[EvalSample]]  # bench -> samples (the result's verdicts without a samples file)
+    show_samples: bool = True  # False: only its scores (a training run's earlier steps)
+
+
+def _model_folders(root: Path) -> list[Path]:
+    """The model folders of a results folder (or the folder itself when it is one)."""
+    if not root.is_dir():
+        raise SyphusError(f"{root}: --eval is not a folder (give the OUT of `syphus eval`)")
+    if any(p.is_file() and not p.name.startswith(".") for p in root.glob("*.json")):
+        return [root]
+    found = sorted(
+        d
+        for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and d.name not in RESULTS_SKIP and any(d.glob("*.json"))
+    )
+    if not found:
+        raise SyphusError(f"{root}: no results of `syphus eval` here (expected OUT/<model>/<bench>.json)")
+    return found
+
+
+def _sample_line(path: Path, k: int, line: str, images_root: Path) -> EvalSample:
+    from syphus.eval.samples import Verdict
+
+    where = f"{path}:{k}"
+    try:
+        rec = json.loads(line)
+    except ValueError as e:
+        raise SyphusError(f"{where}: not JSON ({e}); was it written by `syphus eval`?") from e
+    if not isinstance(rec, dict):
+        raise SyphusError(f"{where}: expected a JSON object, found {type(rec).__name__}")
+    try:
+        verdict = Verdict.from_json(rec)
+    except KeyError as e:
+        raise SyphusError(f"{where}: missing field {e.args[0]!r}; was it written by `syphus eval`?") from e
+    except (TypeError, ValueError) as e:
+        raise SyphusError(f"{where}: malformed field ({e})") from e
+    images: list[Path | None] = []
+    for p in rec.get("images") or []:
+        full = (path.parent / str(p)).resolve()
+        # only images under OUT/images, where `syphus eval` puts them: a results folder someone
+        # handed over cannot pull other files of this machine into the page
+        images.append(full if full.is_relative_to(images_root) else None)
+    options = rec.get("options") if isinstance(rec.get("options"), dict) else {}
+    question = rec.get("question")
+    return EvalSample(verdict, None if question is None else str(question), options, images)
+
+
+def read_eval_results(root: str | Path, *, label: str | None = None) -> list[EvalModelResults]:
+    """Every model's results under a ``syphus eval`` results folder, with their per-sample lines.
+    A results file with bad JSON or a missing field is an error naming the file (and line)."""
+    from syphus.eval.runner import read_results
+
+    root = Path(root)
+    out = []
+    for folder in _model_folders(root):
+        results = read_results(folder)
+        images_root = (folder.parent / "images").resolve()
+        model, data, samples = folder.name, {}, {}
+        for bench, result in results.items():
+            meta_path = folder / f"{bench}.json"
+            if meta_path.is_file():
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                model = str(meta.get("model") or model)
+                cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+                if cfg.get("data"):
+                    data[bench] = str(cfg["data"])
+            lines_path = folder / f"{bench}.samples.jsonl"
+            if lines_path.is_file():
+                text = lines_path.read_text(encoding="utf-8")
+                samples[bench] = [
+                    _sample_line(lines_path, k, line, images_root)
+                    for k, line in enumerate(text.splitlines(), 1)
+                    if line.strip()
+                ]
+            else:
+                samples[bench] = [EvalSample(v, None, {}, []) for v in result.verdicts]
+        name = folder.name if folder != root else root.name
+        out.append(
+            EvalModelResults(
+                f"{label or root.name}/{name}" if folder != root else (label or name),
+                folder,
+                model,
+                data,
+                results,
+                samples,
+            )
+        )
+    return out
+
+
+def _fmt_score(x: float) -> str:
+    return f"{x:.4g}" if abs(x) >= 1e-12 else "0"
+
+
+def eval_scores_html(runs: list[EvalModelResults]) -> str:
+    """One table: every metric of every model and benchmark, overall first, then per category."""
+    trs = []
+    for r in runs:
+        for bench, result in r.results.items():
+            ordered = [m for m in result.metrics if m.category is None] + [
+                m for m in result.metrics if m.category is not None
+            ]
+            for m in ordered:
+                cls = "overall" if m.category is None else "cat"
+                trs.append(
+                    f"<tr class='evalscore {cls}' data-results='{esc(r.label)}' data-bench='{esc(bench)}'>"
+                    f"<td>{esc(r.label)}</td><td>{esc(bench)}</td><td>{esc(m.name)}</td>"
+                    f"<td>{esc(m.category or 'all')}</td><td class='num'>{_fmt_score(m.value)}</td>"
+                    f"<td class='num'>{_fmt_score(m.stderr)}</td>"
+                    f"<td class='num'>[{_fmt_score(m.ci95[0])}, {_fmt_score(m.ci95[1])}]</td>"
+                    f"<td class='num'>{m.n:,}</td></tr>"
+                )
+    head = (
+        "<tr><th>results</th><th>benchmark</th><th>metric</th><th>category</th><th>value</th>"
+        "<th>stderr</th><th>95% interval</th><th>n</th></tr>"
+    )
+    return f"<table class='evalscores'>{head}{''.join(trs)}</table>"
+
+
+def _verdict_text(correct: float) -> tuple[str, str]:
+    if correct >= 1:
+        return "right", "right"
+    if correct <= 0:
+        return "wrong", "wrong"
+    return "wrong", f"{correct:.2f}"
+
+
+def eval_samples_html(
+    r: EvalModelResults, bench: str, limit: int, thumbs: dict[Path, str | None]
+) -> tuple[str, int, int]:
+    """The per-sample table of one model on one benchmark: (html, rows shown, wrong rows shown).
+    Over ``limit`` samples, the wrong ones come first, so the filter still shows each of them."""
+    samples = r.samples.get(bench, [])
+    order = sorted(range(len(samples)), key=lambda i: samples[i].verdict.correct >= 1)
+    keep = sorted(order[:limit])
+    trs = []
+    wrong = 0
+    for i in keep:
+        s = samples[i]
+        v = s.verdict
+        cls, text = _verdict_text(v.correct)
+        wrong += cls == "wrong"
+        pics = []
+        for p in s.images[:4]:
+            if p is not None and p not in thumbs:
+                try:
+                    thumbs[p] = thumbnail_uri(p.read_bytes(), EVAL_THUMB_PX)
+                except (OSError, ValueError, SyphusError):
+                    thumbs[p] = None
+            pics.append(img_tag(thumbs.get(p) if p is not None else None, v.sample_id, EVAL_THUMB_PX))
+        options = (
+            "<ul class='opts'>"
+            + "".join(f"<li>{esc(k)}. {esc(o)}</li>" for k, o in s.options.items())
+            + "</ul>"
+            if s.options
+            else ""
+        )
+        trs.append(
+            f"<tr class='evalrow {cls}' data-right='{1 if cls == 'right' else 0}'>"
+            f"<td>{''.join(pics) or '&ndash;'}</td>"
+            f"<td><span class='note'>{esc(v.sample_id)} &middot; {esc(v.category)}</span><br>"
+            f"{esc(s.question) if s.question is not None else '&ndash;'}{options}</td>"
+            f"<td class='pred'>{esc(v.prediction)}</td><td>{esc(v.parsed) if v.parsed is not None else '&ndash;'}</td>"
+            f"<td>{esc(v.target)}</td><td class='verdict'>{esc(text)}</td></tr>"
+        )
+    head = (
+        "<tr><th>image</th><th>question</th><th>prediction</th><th>parsed</th><th>target</th>"
+        "<th>verdict</th></tr>"
+    )
+    n_wrong = sum(1 for s in samples if s.verdict.correct < 1)
+    more = (
+        f'<p class="note">Showing {len(keep):,} of {len(samples):,} samples: all {n_wrong:,} wrong ones first.</p>'
+        if len(keep) < len(samples) and wrong == n_wrong
+        else (
+            f'<p class="note">Showing {len(keep):,} of {len(samples):,} samples ({n_wrong:,} wrong).</p>'
+            if len(keep) < len(samples)
+            else ""
+        )
+    )
+    return f"{more}<table class='evalsamples'>{head}{''.join(trs)}</table>", len(keep), wrong
+
+
+def eval_html(runs: list[EvalModelResults], limit: int) -> tuple[str, int]:
+    """The eval page: the scores table, a filter to the wrong answers, and each model's samples per
+    benchmark. Returns (html, sample rows shown)."""
+    thumbs: dict[Path, str | None] = {}
+    parts = [eval_scores_html(runs)]
+    parts.append(
+        '<p class="filter"><label><input type="checkbox" id="only-wrong"> show only the wrong answers</label> '
+        '<span id="eval-shown" class="note"></span></p>'
+    )
+    rows = 0
+    for r in runs:
+        if not r.show_samples:
+            continue
+        for bench, result in r.results.items():
+            table, n, _ = eval_samples_html(r, bench, limit, thumbs)
+            rows += n
+            data = f" &middot; data {esc(r.data[bench])}" if bench in r.data else ""
+            notes = "".join(f"<li>{esc(n_)}</li>" for n_ in result.notes)
+            parts.append(
+                f'<section class="evalrun" data-results="{esc(r.label)}" data-bench="{esc(bench)}">'
+                f"<h3>{esc(r.label)} &middot; {esc(bench)}</h3>"
+                f'<p class="note">model {esc(r.model)}{data} &middot; folder {esc(r.folder)}</p>'
+                f"{f'<ul class=note>{notes}</ul>' if notes else ''}{table}</section>"
+            )
+    return "".join(parts), rows
+
+
+# The wrong-answers filter: a checkbox (checked on load by ?only-wrong in the address, so a link can
+# open the page filtered) hides the rows judged right and says how many rows show.
+EVAL_SCRIPT = """
+(function () {
+  var box = document.getElementById("only-wrong");
+  if (!box) return;
+  function apply() {
+    var rows = document.querySelectorAll("tr.evalrow"), shown = 0;
+    for (var i = 0; i < rows.length; i++) {
+      var hide = box.checked && rows[i].getAttribute("data-right") === "1";
+      rows[i].hidden = hide;
+      if (!hide) shown++;
+    }
+    document.body.setAttribute("data-eval-shown", String(shown));
+    document.getElementById("eval-shown").textContent = shown + " of " + rows.length + " samples shown";
+  }
+  if (/[?&]only-wrong\\b/.test(window.location.search)) box.checked = true;
+  box.addEventListener("change", apply);
+  apply();
+})();
+"""
+
+
 def _is_report(path: Path) -> bool:
     """A file this command wrote (so --out may replace it): its head carries our title."""
     try:
@@ -586,30 +860,16 @@ def _is_report(path: Path) -> bool:
     return head.startswith(b"<!DOCTYPE html>") and b"<title>Syphus report" in head
 
 
-def build_report(
-    corpus_dir: str | Path,
-    out: str | Path,
-    *,
-    run_id: str | None = None,
-    train_dir: str | Path | None = None,
-    samples_per_task: int = 8,
-    quarantine_limit: int = 100,
-    progress: Progress | None = None,
-) -> ReportSummary:
-    """Write the report for ``corpus_dir`` to ``out`` and return what it shows.
-
-    ``progress(n)`` is called once per sample rendered (thumbnails are the slow part)."""
-    if samples_per_task < 1:
-        raise SyphusError(f"--samples: must be at least 1 (got {samples_per_task})")
-    out = Path(out)
-    if out.is_dir():
-        raise SyphusError(f"{out}: --out is a folder; give a file name such as report.html")
-    from curation.outputs import check_output_file, refuse_corpus_overlap
-
-    refuse_corpus_overlap(out, Path(corpus_dir))
-    check_output_file(out, recognise=_is_report, what="report")
-    training = read_training(Path(train_dir)) if train_dir is not None else None
-    summary = ReportSummary(out=out)
+def _corpus_sections(
+    corpus_dir: Path,
+    run_id: str | None,
+    training: TrainingFiles | None,
+    samples_per_task: int,
+    quarantine_limit: int,
+    summary: ReportSummary,
+    progress: Progress | None,
+) -> tuple[str, list[str], str]:
+    """(sections html, table-of-contents links, header line) of the corpus part of the report."""
     with Corpus(corpus_dir, create=False, read_only=True) as corpus:
         corpus.load_image_index()
         reader = CorpusReader(corpus, run_id)
@@ -637,27 +897,95 @@ def build_report(
             sections.append('<p class="note">No instructions in this corpus yet.</p>')
         q_html, summary.quarantined = quarantine_html(reader, quarantine_limit)
         r_html, summary.runs = runs_html(reader)
-        t_html = ""
+        sections.append(
+            f'<h2 id="quarantine">Quarantined outputs</h2>{q_html}<h2 id="runs">Runs</h2>{r_html}'
+        )
+        toc += ['<a href="#quarantine">quarantine</a>', '<a href="#runs">runs</a>']
         if training is not None:
-            summary.training = True
-            t_html = f'<h2 id="training">Training</h2>{training_html(training, reader, samples_per_task * 2)}'
+            sections.append(
+                f'<h2 id="training">Training</h2>{training_html(training, reader, samples_per_task * 2)}'
+            )
         n_images, n_ins = corpus.table_size("images"), corpus.table_size("instructions")
     scope = f"run {esc(run_id)}" if run_id else "all runs"
-    stamp = now().strftime("%Y-%m-%d %H:%M UTC")
-    toc += ['<a href="#quarantine">quarantine</a>', '<a href="#runs">runs</a>']
+    header = (
+        f"Corpus {esc(Path(corpus_dir).resolve())} &middot; {scope} &middot; "
+        f"{n_ins:,} instructions, {n_images:,} images"
+    )
+    return "".join(sections), toc, header
+
+
+def build_report(
+    corpus_dir: str | Path | None,
+    out: str | Path,
+    *,
+    run_id: str | None = None,
+    train_dir: str | Path | None = None,
+    eval_dirs: list[str | Path] = (),
+    samples_per_task: int = 8,
+    eval_samples: int = 500,
+    quarantine_limit: int = 100,
+    progress: Progress | None = None,
+) -> ReportSummary:
+    """Write the report for ``corpus_dir`` (and/or evaluation results) to ``out`` and return what
+    it shows. ``eval_dirs`` are results folders of ``syphus eval``; a training folder's ``eval/``
+    (its ``eval:`` block) is read too. Without a corpus the page shows the rest alone.
+
+    ``progress(n)`` is called once per sample rendered (thumbnails are the slow part)."""
+    if samples_per_task < 1:
+        raise SyphusError(f"--samples: must be at least 1 (got {samples_per_task})")
+    if eval_samples < 1:
+        raise SyphusError(f"--eval-samples: must be at least 1 (got {eval_samples})")
+    if corpus_dir is None and not eval_dirs and train_dir is None:
+        raise SyphusError("nothing to report: give --corpus, --eval RESULTS or --train-dir")
+    if corpus_dir is None and run_id is not None:
+        raise SyphusError("--run needs --corpus (runs are a corpus's)")
+    out = Path(out)
+    if out.is_dir():
+        raise SyphusError(f"{out}: --out is a folder; give a file name such as report.html")
+    from curation.outputs import check_output_file, refuse_corpus_overlap
+
+    if corpus_dir is not None:
+        refuse_corpus_overlap(out, Path(corpus_dir))
+    check_output_file(out, recognise=_is_report, what="report")
+    training = read_training(Path(train_dir)) if train_dir is not None else None
+    # every results folder is read (and a broken file reported) before anything is written
+    eval_runs: list[EvalModelResults] = []
+    for d in eval_dirs:
+        eval_runs += read_eval_results(d)
+    if training is not None and (training.root / "eval").is_dir():
+        steps = read_eval_results(training.root / "eval", label="training eval")
+        for r in steps[:-1]:  # every step's scores; the samples of the last one (step-NNNNNN sorts by step)
+            r.show_samples = False
+        eval_runs += steps
+    summary = ReportSummary(out=out)
+    if corpus_dir is not None:
+        body, toc, header = _corpus_sections(
+            Path(corpus_dir), run_id, training, samples_per_task, quarantine_limit, summary, progress
+        )
+        title = Path(corpus_dir).name
+    else:
+        body, toc, header, title = "", [], "No corpus", "evaluation"
+        if training is not None:
+            body = f'<h2 id="training">Training</h2>{training_html(training, None, samples_per_task * 2)}'
     if training is not None:
+        summary.training = True
         toc.append('<a href="#training">training</a>')
+    script = SCRIPT
+    if eval_runs:
+        e_html, summary.eval_samples = eval_html(eval_runs, eval_samples)
+        summary.eval_results = sum(len(r.results) for r in eval_runs)
+        body += f'<h2 id="eval">Evaluation</h2>{e_html}'
+        toc.append('<a href="#eval">evaluation</a>')
+        script += EVAL_SCRIPT
+    stamp = now().strftime("%Y-%m-%d %H:%M UTC")
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        f"<title>Syphus report: {esc(Path(corpus_dir).name)}</title><style>{CSS}</style></head>"
-        f'<body data-samples="{summary.samples}">'
-        f"<header><h1>Syphus report</h1><p>Corpus {esc(Path(corpus_dir).resolve())} &middot; {scope} &middot; "
-        f"{n_ins:,} instructions, {n_images:,} images &middot; written {stamp}</p><nav>{''.join(toc)}</nav></header>"
-        f"<main>{''.join(sections)}"
-        f'<h2 id="quarantine">Quarantined outputs</h2>{q_html}'
-        f'<h2 id="runs">Runs</h2>{r_html}{t_html}</main>'
-        f"<script>{SCRIPT}</script></body></html>"
+        f"<title>Syphus report: {esc(title)}</title><style>{CSS}</style></head>"
+        f'<body data-samples="{summary.samples}" data-eval-samples="{summary.eval_samples}">'
+        f"<header><h1>Syphus report</h1><p>{header} &middot; written {stamp}</p><nav>{''.join(toc)}</nav></header>"
+        f"<main>{body}</main>"
+        f"<script>{script}</script></body></html>"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")

@@ -15,6 +15,11 @@ Example::
     warmup_steps: 10
     zero_stage: 2
     save_every: 50
+    eval:                       # optional: score a subset every N steps (rank 0), see docs/eval.md
+      every: 50
+      data: benchmarks/         # each benchmark's files as DATA/<name>/ (relative to this file)
+      datasets: [{name: pope}, {name: mme, limit: 32}]
+      limit: 64                 # samples per benchmark unless a dataset says otherwise
 
 Every number must be finite and in its range (``lr: .inf`` is refused before anything runs).
 """
@@ -28,6 +33,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.errors import SyphusError, first_validation_error, read_yaml
+from schemas.eval import TrainEval
 
 
 class LoraSettings(BaseModel):
@@ -118,6 +124,9 @@ class TrainConfig(BaseModel):
     log_every: int = Field(1, ge=1)
     tensorboard: bool = True
     wandb_project: str | None = None
+    eval: TrainEval | None = Field(
+        None, description="benchmarks scored every `every` steps into RUN/eval/step-NNNNNN/ and metrics.jsonl"
+    )
 
     @field_validator("model")
     @classmethod
@@ -135,6 +144,9 @@ class TrainConfig(BaseModel):
             raise ValueError("offload_params needs zero_stage: 3")
         if self.offload_optimizer and self.zero_stage == 0:
             raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
+        if self.eval is not None and self.zero_stage == 3:
+            # rank 0 generates alone, and under ZeRO-3 it holds only its shard of the weights
+            raise ValueError("eval needs zero_stage 0, 1 or 2 (ZeRO-3 splits the weights across ranks)")
         return self
 
 

@@ -6,6 +6,7 @@ The prompt is built by the same ``PromptBuilder`` as training, ending right afte
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ class Question:
     image: Image.Image | None = None
     context: list[ContextExample] = field(default_factory=list)
     id: str = ""
+    # Further query images, after ``image`` on T (a benchmark question may show several).
+    more_images: list[Image.Image] = field(default_factory=list)
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return ([self.image] if self.image is not None else []) + list(self.more_images)
 
 
 def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -41,23 +48,45 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     path = Path(path)
     if not path.is_file():
         raise SyphusError(f"{path}: image not found")
+    return _decode(path, str(path), max_pixels)
+
+
+def image_from_bytes(data: bytes, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """``open_image`` for encoded bytes held in memory (a benchmark's images); ``where`` names them
+    in errors."""
+    return _decode(io.BytesIO(data), where, max_pixels)
+
+
+def _decode(source, where: str, max_pixels: int) -> Image.Image:
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a message naming the file
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 width, height = im.size
                 if width * height > max_pixels:
                     raise SyphusError(
-                        f"{path}: image is {width}x{height} = {width * height} pixels, over the limit of "
+                        f"{where}: image is {width}x{height} = {width * height} pixels, over the limit of "
                         f"{max_pixels} (possible decompression bomb; raise --max-pixels if it is genuine)"
                     )
                 return im.convert("RGB")
     except OSError as e:
-        raise SyphusError(f"{path}: cannot decode image ({' '.join(str(e).split())})") from e
+        raise SyphusError(f"{where}: cannot decode image ({' '.join(str(e).split())})") from e
     finally:
         Image.MAX_IMAGE_PIXELS = pil_limit
+
+
+def _other_model_type(folder: Path) -> str | None:
+    """The model_type of a readable config.json that is not an Otter's (a damaged one is
+    ``load_otter``'s to report)."""
+    from trainer.model.configuration_otter import OtterConfig
+
+    try:
+        kind = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) and kind != OtterConfig.model_type else None
 
 
 class Chat:
@@ -76,16 +105,20 @@ class Chat:
 
         if not Path(model_dir).exists():
             raise SyphusError(f"{model_dir}: model folder not found")
+        other = _other_model_type(Path(model_dir))
+        if other is not None:
+            raise SyphusError(
+                f"{model_dir}: not an Otter model folder (config.json says model_type {other!r}); "
+                "give a folder written by `syphus train` or `syphus convert`"
+            )
         model, tokenizer, image_processor = load_otter(str(model_dir))
         return cls(model, tokenizer, image_processor, prompt_format)
 
     def _inputs(self, q: Question) -> tuple[list[int], torch.Tensor | None]:
         turns = [Turn(c.instruction, c.answer, 1 if c.image is not None else 0) for c in q.context]
-        turns.append(Turn(q.instruction, None, 1 if q.image is not None else 0))
+        turns.append(Turn(q.instruction, None, len(q.images)))
         ids = self.builder.encode(turns).input_ids
-        images = [c.image for c in q.context if c.image is not None]
-        if q.image is not None:
-            images.append(q.image)
+        images = [c.image for c in q.context if c.image is not None] + q.images
         if not images:
             return ids, None
         pixels = self.image_processor(images)  # [T, C, H, W]
@@ -99,12 +132,20 @@ class Chat:
     def ask_many(
         self, questions: list[Question], max_new_tokens: int = 32, batch_size: int = 16
     ) -> list[str]:
-        """Greedy answers, ``batch_size`` questions per generate call (prompts left-padded)."""
-        out: list[str] = []
+        """Greedy answers in the order asked, ``batch_size`` questions per generate call.
+
+        Prompts are left-padded, decoding is KV-cached and each question's images are encoded once;
+        an answer does not depend on the batch it shares (padding is masked, positions count real
+        tokens), so questions are batched by prompt length to waste little on padding.
+        """
+        encoded_all = [self._inputs(q) for q in questions]
+        order = sorted(range(len(questions)), key=lambda i: len(encoded_all[i][0]))
+        answers: list[str] = [""] * len(questions)
         dtype = next(self.model.parameters()).dtype
         device = next(self.model.parameters()).device
-        for start in range(0, len(questions), batch_size):
-            encoded = [self._inputs(q) for q in questions[start : start + batch_size]]
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            encoded = [encoded_all[i] for i in chunk]
             length = max(len(ids) for ids, _ in encoded)
             lang_x = torch.full((len(encoded), length), self.special.pad_id, dtype=torch.long)
             mask = torch.zeros_like(lang_x)
@@ -127,8 +168,9 @@ class Chat:
                 max_new_tokens=max_new_tokens,
                 pad_token_id=self.special.pad_id,
             )
-            out.extend(self._decode(row[length:].tolist()) for row in gen)
-        return out
+            for i, row in zip(chunk, gen, strict=True):
+                answers[i] = self._decode(row[length:].tolist())
+        return answers
 
     def _decode(self, tokens: list[int]) -> str:
         stop = {self.special.endofchunk_id, self.special.pad_id}

@@ -319,6 +319,7 @@ def plot_loss(metrics_path: Path, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "loss" in r]  # eval rows (the `eval:` block) carry scores only
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -426,8 +427,13 @@ def train(
     rank, local_rank, world = init_distributed()
     # One trainer per folder: rank 0 holds the lock until the run is written (or it dies).
     run_lock = hold_run_lock(out, launcher) if rank == 0 else None
+    eval_runs = None
     if rank == 0:
         _check_run_dir(out, cfg, Path(mix_path).read_text(encoding="utf-8"))
+        if cfg.eval is not None:  # a wrong benchmark name or folder fails now, not at step `every`
+            from syphus.eval.runner import training_benches
+
+            eval_runs = training_benches(cfg.eval, Path(config_path).resolve().parent)
     dist.barrier()
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
@@ -537,6 +543,10 @@ def train(
             meter = Meter(started=time.perf_counter())
             group_sums.zero_()
         advance(1, status=f"loss {last.get('loss', float('nan')):.4f}")
+        if cfg.eval is not None and (step % cfg.eval.every == 0 or (step == steps and cfg.eval.at_end)):
+            _evaluate(
+                engine, tokenizer, image_processor, cfg, eval_runs, out, step, rank, metrics_path, writer
+            )
         if step % cfg.save_every == 0 and step < steps:
             _save(engine, checkpoints, ckpt_dir, step, cfg, rank, world)
     if skipped and rank == 0:
@@ -592,6 +602,26 @@ def _log(step, engine, meter: Meter, group_sums, groups, rank, metrics_path, wri
         if wandb_run is not None:
             wandb_run.log(row, step=step)
     return row
+
+
+def _evaluate(engine, tokenizer, image_processor, cfg, runs, out, step, rank, metrics_path, writer) -> None:
+    """The ``eval:`` block: rank 0 scores the model while the other ranks wait at a barrier."""
+    import torch.distributed as dist
+
+    if rank == 0:
+        from syphus.eval.runner import evaluate_training_step
+
+        row = evaluate_training_step(
+            engine.module, tokenizer, image_processor, runs, batch_size=cfg.eval.batch_size, run_dir=out,
+            step=step, prompt_format=cfg.prompt_format,
+        )  # fmt: skip
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps({"step": step, **row}) + "\n")
+        if writer is not None:
+            for k, v in row.items():
+                writer.add_scalar(k, v, step)
+            writer.flush()
+    dist.barrier()
 
 
 def _resume(engine, checkpoints: VerifiedCheckpointEngine, ckpt_dir: Path, rank: int) -> int:

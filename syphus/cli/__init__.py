@@ -42,9 +42,9 @@ def _root(
 
 
 def _register_all() -> None:
-    from syphus.cli import demo, generate, models, report, retrieve, score, store, train
+    from syphus.cli import demo, evaluate, generate, models, report, retrieve, score, store, train
 
-    for mod in (store, generate, score, retrieve, train, report, demo, models):
+    for mod in (store, generate, score, retrieve, train, evaluate, report, demo, models):
         mod.register(app)
 
 

@@ -748,3 +748,9 @@ def get_benchmark(name: str) -> Benchmark:
         choices = ", ".join(sorted(BENCHMARKS)) or "(none)"
         raise SyphusError(f"unknown benchmark {name!r}; choose one of: {choices}")
     return BENCHMARKS[key]
+
+
+# A user's own held-out MIMIC-IT pairs (the demo's shapes split): registered like the others.
+from syphus.eval.mimicit import MimicitPairs  # noqa: E402
+
+BENCHMARKS[MimicitPairs.name] = MimicitPairs()

@@ -14,7 +14,7 @@ import yaml
 
 from schemas.mix import load_mix
 from schemas.train import load_train_config
-from syphus.cli.demo import CONFIGS, DemoPlan, write_configs
+from syphus.cli.demo import CONFIGS, QUICK_STEPS, DemoPlan, write_configs
 from tests.paths import REPO as ROOT
 
 CONFIG_FILES = sorted((ROOT / "examples" / "configs").glob("*.yaml"))
@@ -35,14 +35,18 @@ def test_each_example_config_loads_with_the_project_loaders(path):
 
 
 def test_demo_writes_the_checked_in_configs_with_its_step_count(tmp_path):
-    write_configs(DemoPlan(out=tmp_path / "q", quick=True, train_steps=8))
+    write_configs(DemoPlan(out=tmp_path / "q", quick=True, train_steps=QUICK_STEPS))
     assert yaml.safe_load((tmp_path / "q" / "train.yaml").read_text()) == yaml.safe_load(
         (CONFIGS / "demo-train-quick.yaml").read_text()
     )
-    write_configs(DemoPlan(out=tmp_path / "full", train_steps=40))
-    train = load_train_config(tmp_path / "full" / "train.yaml")
+    write_configs(DemoPlan(out=tmp_path / "full"))
+    assert yaml.safe_load((tmp_path / "full" / "train.yaml").read_text()) == yaml.safe_load(
+        (CONFIGS / "demo-train.yaml").read_text()
+    )
+    write_configs(DemoPlan(out=tmp_path / "other", train_steps=40))
+    train = load_train_config(tmp_path / "other" / "train.yaml")
     assert (train.max_steps, train.warmup_steps, train.save_every) == (40, 4, 20)
-    assert train.model["lm"] == "smollm2"
+    assert train.model["name"] == "tiny"
     assert load_mix(tmp_path / "full" / "mix.yaml")
 
 

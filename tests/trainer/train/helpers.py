@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageDraw
 
+# The one generator of drawn shapes (the demo's task too), re-exported for the tests here.
+from curation.shapes import COLOURS, QUESTIONS, draw, shapes_questions  # noqa: F401
 from schemas.shards import ShardFiles, ShardManifest
 from tests.paths import REPO
 
@@ -66,30 +66,6 @@ def start_training(cmd: list[str]):
 # The exporter's own schemas, so these test shards cannot drift from what it writes.
 from curation.shards_export import IMAGES_SCHEMA  # noqa: E402
 from curation.shards_export import INSTRUCTION_SCHEMA as PART_SCHEMA  # noqa: E402
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (40, 60, 230), "yellow": (230, 220, 30)}
-
-
-def draw(
-    shape: str = "circle", colour: str = "red", where: str = "left", size: int = 32, blank: bool = False
-) -> bytes:
-    """PNG bytes of one shape on white; ``blank`` gives the same canvas without the shape."""
-    img = Image.new("RGB", (size, size), (255, 255, 255))
-    if not blank:
-        d = ImageDraw.Draw(img)
-        r = size // 5
-        cx = {"left": size // 4, "right": 3 * size // 4, "middle": size // 2}[where]
-        cy = size // 2
-        box = (cx - r, cy - r, cx + r, cy + r)
-        if shape == "circle":
-            d.ellipse(box, fill=COLOURS[colour])
-        elif shape == "square":
-            d.rectangle(box, fill=COLOURS[colour])
-        else:
-            d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=COLOURS[colour])
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def row(
@@ -173,34 +149,14 @@ def tiny_processing(image_size: int = 32):
     return tok, special, OtterImageProcessor(image_size=image_size)
 
 
-QUESTIONS = {
-    "colour": ("What colour is the shape?", list(COLOURS)),
-    "shape": ("What shape is it?", ["circle", "square", "triangle"]),
-    "where": ("Where is the shape?", ["left", "right"]),
-}
-
-
 def shapes_vqa(n: int, seed: int, prefix: str = "V", blank: bool = False):
-    """Synthetic visual QA: (rows, images, answers) with one shape per 32x32 image.
-
-    Each image gets one of three questions; the answer is only knowable from the image
-    (chance: 1/4 colour, 1/3 shape, 1/2 position). ``blank`` keeps the questions and answers
-    but draws empty canvases: the control that shows the model reads the image.
+    """Synthetic visual QA as shard rows: (rows, images) with one shape per 32x32 image, drawn by
+    ``curation.shapes`` (chance: 1/4 colour, 1/3 shape, 1/2 position). ``blank`` keeps the
+    questions and answers but draws empty canvases: the control that shows the model reads the image.
     """
-    import random
-
-    rng = random.Random(seed)
-    rows, images = [], {}
-    for i in range(n):
-        colour = rng.choice(list(COLOURS))
-        shape = rng.choice(QUESTIONS["shape"][1])
-        where = rng.choice(QUESTIONS["where"][1])
-        kind = rng.choice(list(QUESTIONS))
-        answer = {"colour": colour, "shape": shape, "where": where}[kind]
-        image_id = f"{prefix}img{i:05d}"
-        images[image_id] = draw(shape, colour, where, blank=blank)
-        rows.append(row(f"{prefix}_INS_{i:05d}", QUESTIONS[kind][0], answer, [image_id], task="SHAPES"))
-    return rows, images
+    qs = shapes_questions(n, seed, prefix=prefix, blank=blank)
+    rows = [row(q.id, q.question, q.answer, [q.image_id], task="SHAPES") for q in qs]
+    return rows, {q.image_id: q.image for q in qs}
 
 
 def mode_vqa(n: int, seed: int, prefix: str = "M", shots: int = 2):
