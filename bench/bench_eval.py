@@ -4,7 +4,8 @@
    generation, scoring, results folder) on the tiny Otter and on the SmolLM2-based Otter of
    ``examples/configs/demo-train.yaml`` (EfficientNet-Lite0 + SmolLM2-135M), at batch 8, against a
    plain per-sample loop over the same model: one question at a time, the whole sequence (images
-   included) recomputed for every new token, no KV cache. Also shown: our path at batch 1 (KV
+   included) recomputed for every new token, no KV cache. Steady state: each path runs twice
+   and the second run is timed (see ``throughput``). Also shown: our path at batch 1 (KV
    cache, images encoded once, no batching), so the share of batching is visible. The answers of
    all three are checked equal. Target: batch 8 >= 4x the plain loop.
 2. A judge-scored benchmark (one judge request per sample, as MM-Vet's grader) run as
@@ -94,25 +95,28 @@ def throughput(label: str, model, tok, proc, data: Path, n: int) -> dict:
     prompts = [SHAPES.prompt(s) for s in samples]
     figures: dict = {"samples": len(samples), "max_new_tokens": MAX_NEW_TOKENS}
     answers = {}
-    # Warm-up of every path on a few questions (first calls pay for allocations and oneDNN
-    # kernel set-up), so that none of the timed runs is the cold one.
-    warm = samples[:8]
-    for batch in (8, 1):
-        OtterEvalModel(chat=chat, batch_size=batch).generate(
-            [(SHAPES.prompt(s), s.images) for s in warm], max_new_tokens=MAX_NEW_TOKENS
-        )
-    plain_loop(chat, warm[:2], [SHAPES.prompt(s) for s in warm[:2]])
-    for batch in (8, 1):
+
+    def through_runner(batch: int) -> dict[str, str]:
         otter = OtterEvalModel(chat=chat, batch_size=batch, name=label)
-        out = Path(tempfile.mkdtemp(prefix="bench_eval_"))
-        t = time.perf_counter()
+        out = Path(tempfile.mkdtemp(prefix="bench_eval_"))  # a fresh results folder: nothing journaled
         [result] = evaluate(otter, [run], out=out, batch_size=batch, judge=None, progress=no_progress)
-        figures[f"batch{batch}_samples_per_s"] = len(samples) / (time.perf_counter() - t)
-        answers[batch] = {v.sample_id: v.prediction for v in result.verdicts}
-    t = time.perf_counter()
-    answers["plain"] = plain_loop(chat, samples, prompts)
-    figures["plain_loop_samples_per_s"] = len(samples) / (time.perf_counter() - t)
-    figures["same_answers"] = answers[8] == answers[1] == answers["plain"]
+        return {v.sample_id: v.prediction for v in result.verdicts}
+
+    # Every path runs twice over the same samples and the second run is timed: the CPU kernels
+    # (oneDNN) are built once per new tensor shape, which a cold first pass pays for at every new
+    # sequence length. The plain loop's cold pass is reported too.
+    paths = {"batch8": lambda: through_runner(8), "batch1": lambda: through_runner(1),
+             "plain_loop": lambda: plain_loop(chat, samples, prompts)}  # fmt: skip
+    for key, fn in paths.items():
+        times = []
+        for _ in range(2):
+            t = time.perf_counter()
+            answers[key] = fn()
+            times.append(time.perf_counter() - t)
+        figures[f"{key}_samples_per_s"] = len(samples) / times[1]
+        if key == "plain_loop":
+            figures["plain_loop_cold_samples_per_s"] = len(samples) / times[0]
+    figures["same_answers"] = answers["batch8"] == answers["batch1"] == answers["plain_loop"]
     figures["speedup_batch8_vs_plain"] = figures["batch8_samples_per_s"] / figures["plain_loop_samples_per_s"]
     figures["speedup_batch1_vs_plain"] = figures["batch1_samples_per_s"] / figures["plain_loop_samples_per_s"]
     print(f"{label}: {json.dumps(figures)}", flush=True)
