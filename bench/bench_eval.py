@@ -36,6 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# What `syphus` itself sets (syphus/cli/__init__.py): idle OpenMP threads sleep instead of spinning,
+# without which a busy 2-core machine slows the many small ops of batched decoding several-fold.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
