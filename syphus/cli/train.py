@@ -76,7 +76,11 @@ def train_cmd(
     from schemas.train import load_train_config
 
     load_mix(mix)
-    load_train_config(config)
+    cfg = load_train_config(config)
+    if cfg.eval is not None:  # a wrong benchmark name or folder fails before the ranks start
+        from syphus.eval.runner import training_benches
+
+        training_benches(cfg.eval, config.resolve().parent)
     if hostfile is not None and not hostfile.is_file():
         raise SyphusError(f"{hostfile}: hostfile not found")
     on_gpu = False

@@ -235,7 +235,7 @@ def evaluate(
             "limit": run.options.get("limit"),
             "prompt": style,
             "max_new_tokens": max_new,
-            "batch_size": batch_size,
+            "batch_size": getattr(model, "batch_size", None) or batch_size,  # the model's own, if it has one
             "model": model_info,
         }
         header = {k: v for k, v in config.items() if k != "batch_size"}  # answers do not depend on it

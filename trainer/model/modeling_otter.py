@@ -106,7 +106,10 @@ class OtterForConditionalGeneration(PreTrainedModel):
                 functools.partial(self._cross_attention_hook, block_index), with_kwargs=True
             )
         self._conditioning: tuple[torch.Tensor | None, torch.Tensor] | None = None
-        self._lm_takes_position_ids = "position_ids" in inspect.signature(self.lang_model.forward).parameters
+        lm_params = inspect.signature(self.lang_model.forward).parameters
+        self._lm_takes_position_ids = "position_ids" in lm_params
+        # Generation needs the last position's logits only (HF LMs skip the rest of the LM head).
+        self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in lm_params else {}
         self.gradient_checkpointing = False
         config.vision_dim = vis_dim
         if config.lora:
@@ -297,9 +300,16 @@ class OtterForConditionalGeneration(PreTrainedModel):
                     media_offset=offset,
                     past_key_values=past,
                     use_cache=True,
+                    **self._last_logits_only,
                 )
             else:
-                out = self(lang_x=ids, attention_mask=mask, media=media, use_cache=use_cache)
+                out = self(
+                    lang_x=ids,
+                    attention_mask=mask,
+                    media=media,
+                    use_cache=use_cache,
+                    **self._last_logits_only,
+                )
             past = out.past_key_values if use_cache else None
             logits = out.logits[:, -1, :].float()
             # There is no image to attach to a generated <image>.

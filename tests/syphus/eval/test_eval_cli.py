@@ -84,12 +84,12 @@ def test_eval_errors_are_one_line(otter_dir, bench_data, tmp_path, capsys):
     bad_yaml.write_text("datasets: [{name: pope, spilt: test}]\nmodels: [{name: x}]\n")
     base = ["--bench", SHAPES, "--data", str(bench_data), "--out", str(tmp_path / "o")]
     cases = [
-        (["--model", str(otter_dir), "--bench", SHAPES, "--data", str(tmp_path / "nodata"), "--out", "o"],
+        (["--model", str(otter_dir), "--bench", SHAPES, "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "o")],
          "benchmark data folder not found"),
-        (["--model", str(otter_dir), "--bench", "nosuchbench", "--data", str(bench_data), "--out", "o"],
+        (["--model", str(otter_dir), "--bench", "nosuchbench", "--data", str(bench_data), "--out", str(tmp_path / "o")],
          "unknown benchmark 'nosuchbench'; choose one of"),
         (["--model", str(otter_dir), "--bench", "tests.syphus.eval.shapes_bench:SHAPES", "--data",
-          str(tmp_path), "--out", "o"], "no folder shapes/ for benchmark"),
+          str(tmp_path), "--out", str(tmp_path / "o")], "no folder shapes/ for benchmark"),
         (["--model", str(llama), *base], "not an Otter model folder (config.json says model_type 'llama')"),
         (["--model", str(pickled), *base], "pickled weights can run code"),
         (["--model", str(tmp_path / "no" / "model"), *base], "model folder not found"),

@@ -113,3 +113,15 @@ def _received_by_client(store) -> set[str]:
             "SELECT source_id FROM requests WHERE status='done' AND task='eval:judge'"
         ).fetchall()
     return {r[0] for r in rows}
+
+
+def test_max_cost_stops_with_status_3_and_a_rerun_pays_nothing_twice(server, bench_data, tmp_path, capsys):
+    argv = ["eval", "--no-progress", "--model", "gpt-4o", "--api-base", server.base_url, "--bench", SHAPES,
+            "--data", str(bench_data), "--out", str(tmp_path / "out"), "--concurrency", "1"]  # fmt: skip
+    code, _, err = run_cli([*argv, "--max-cost", "0.0001"], capsys)  # priced by litellm's table
+    assert code == 3 and "--max-cost reached" in err
+    first = server.state.total
+    assert 0 < first < 12 and not (tmp_path / "out" / "gpt-4o" / "shapes.json").exists()
+    code, _, err = run_cli([*argv, "--max-cost", "10"], capsys)
+    assert code == 0, err
+    assert server.duplicates() == 0 and (tmp_path / "out" / "gpt-4o" / "shapes.json").is_file()

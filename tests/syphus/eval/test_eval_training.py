@@ -68,3 +68,31 @@ def test_eval_block_scores_during_training(tmp_path, bench_data):
     _, plain = _train(tmp_path, "without_eval", "")
     losses = [r["loss"] for r in metrics if "loss" in r]
     assert losses == [r["loss"] for r in plain]
+
+
+def test_eval_block_with_a_wrong_benchmark_fails_before_training(tmp_path, bench_data, capsys):
+    from tests.trainer.train.helpers import run_cli
+
+    rows, images = shapes_vqa(8, seed=5)
+    write_shards(tmp_path / "shards", rows, images)
+    (tmp_path / "mix.yaml").write_text("IMAGE_TEXT:\n  shapes:\n    shards_path: shards\n")
+    cases = [
+        ("eval:\n  every: 2\n  data: {data}\n  datasets: [{{name: popee}}]\n", "unknown benchmark 'popee'"),
+        ("eval:\n  every: 2\n  data: {data}/nowhere\n  datasets: [{{name: pope}}]\n", "benchmark data folder not found"),
+        ("eval:\n  every: 0\n  data: {data}\n  datasets: [{{name: pope}}]\n", "field 'eval.every'"),
+    ]  # fmt: skip
+    for extra, message in cases:
+        cfg = tmp_path / "train.yaml"
+        cfg.write_text(CONFIG.format(extra=extra.format(data=bench_data)))
+        argv = [
+            "train",
+            "--mix",
+            str(tmp_path / "mix.yaml"),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+        code, _, err = run_cli(argv, capsys)
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "run").exists()
