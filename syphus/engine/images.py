@@ -22,7 +22,7 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from schemas.errors import SyphusError
@@ -476,22 +476,12 @@ def openai_body(body: dict[str, Any], source: ImageSource | None) -> bytes:
     if not has_images(messages):
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
     parts: list[dict] = []
-    out = []
-    for m in messages:
-        content = m.get("content")
-        if type(content) is not list:
-            out.append(m)
-            continue
-        blocks = []
-        for b in content:
-            if b.get("type") == "image":
-                blocks.append({"type": "image_url",
-                               "image_url": {"url": _SLOT.format(len(parts)), "detail": b.get("detail", "auto")}})  # fmt: skip
-                parts.append(b)
-            else:
-                blocks.append(b)
-        out.append({**m, "content": blocks})
-    raw = json.dumps({**body, "messages": out}, ensure_ascii=False).encode("utf-8")
+
+    def slot(b: dict) -> str:
+        parts.append(b)
+        return _SLOT.format(len(parts) - 1)
+
+    raw = json.dumps({**body, "messages": _openai_form(messages, slot)}, ensure_ascii=False).encode("utf-8")
     src = _need(source)
 
     def url(match: re.Match) -> bytes:
@@ -506,6 +496,11 @@ def openai_messages(messages: list[dict], source: ImageSource | None) -> list[di
     become ``image_url`` data URLs with ``detail``. Text-only messages are returned as they are."""
     if not has_images(messages):
         return messages
+    return _openai_form(messages, lambda b: _need(source).data_url(b))
+
+
+def _openai_form(messages: list[dict], url_of: Callable[[dict], str]) -> list[dict]:
+    """``messages`` with each image part replaced by an ``image_url`` block whose URL is ``url_of(part)``."""
     out = []
     for m in messages:
         content = m.get("content")
@@ -515,8 +510,9 @@ def openai_messages(messages: list[dict], source: ImageSource | None) -> list[di
         blocks = []
         for b in content:
             if b.get("type") == "image":
-                blocks.append({"type": "image_url",
-                               "image_url": {"url": _need(source).data_url(b), "detail": b.get("detail", "auto")}})  # fmt: skip
+                blocks.append(
+                    {"type": "image_url", "image_url": {"url": url_of(b), "detail": b.get("detail", "auto")}}
+                )
             else:
                 blocks.append(b)
         out.append({**m, "content": blocks})
