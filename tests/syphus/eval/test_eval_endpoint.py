@@ -118,7 +118,8 @@ def _received_by_client(store) -> set[str]:
 def test_max_cost_stops_with_status_3_and_a_rerun_pays_nothing_twice(server, bench_data, tmp_path, capsys):
     argv = ["eval", "--no-progress", "--model", "gpt-4o", "--api-base", server.base_url, "--bench", SHAPES,
             "--data", str(bench_data), "--out", str(tmp_path / "out"), "--concurrency", "1"]  # fmt: skip
-    code, _, err = run_cli([*argv, "--max-cost", "0.003"], capsys)  # litellm price: ~0.0008 a question with its image tokens
+    # litellm's gpt-4o price: about 0.0008 a question with its image tokens, so a few are asked
+    code, _, err = run_cli([*argv, "--max-cost", "0.003"], capsys)
     assert code == 3 and "--max-cost reached" in err
     first = server.state.total
     assert 0 < first < 12 and not (tmp_path / "out" / "gpt-4o" / "shapes.json").exists()
