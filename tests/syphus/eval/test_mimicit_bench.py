@@ -11,25 +11,17 @@ import pytest
 from PIL import Image
 
 from curation.shapes import QUESTIONS, chance_accuracy, held_out_scene, shapes_questions
-from syphus.cli import main
 from syphus.eval.benchmarks import get_benchmark
 from syphus.eval.mimicit import normalise_answer
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.trainer.train.helpers import run_cli
 
 
 @pytest.fixture
 def shapes(tmp_path, capsys):
     folder = tmp_path / "shapes"
-    code, out, err = run(["shapes", str(folder), "--train", "60", "--heldout", "20", "--seed", "1"], capsys)
+    code, out, err = run_cli(
+        ["shapes", str(folder), "--train", "60", "--heldout", "20", "--seed", "1"], capsys
+    )
     assert code == 0, err
     assert "train: 60 questions" in out and "held out: 20 questions" in out
     return folder
@@ -57,7 +49,7 @@ def test_shapes_writes_importable_splits_that_share_no_scene(shapes, tmp_path, c
     assert (shapes / "heldout" / f"{held[0].meta['image_ids'][0]}.png").read_bytes() == held[0].images[0]
 
     corpus = tmp_path / "c"
-    code, _, err = run(
+    code, _, err = run_cli(
         ["import", "mimicit", str(shapes / "train" / "SHAPES_instructions.json"), "--corpus", str(corpus),
          "--images", str(shapes / "train" / "SHAPES.parquet")], capsys,
     )  # fmt: skip
@@ -67,13 +59,13 @@ def test_shapes_writes_importable_splits_that_share_no_scene(shapes, tmp_path, c
     db.close()
 
     # the same command again rewrites its own files; a folder it did not write is refused
-    again = run(["shapes", str(shapes), "--train", "60", "--heldout", "20", "--seed", "1"], capsys)
+    again = run_cli(["shapes", str(shapes), "--train", "60", "--heldout", "20", "--seed", "1"], capsys)
     assert again[0] == 0
     assert [s.images for s in bench.read(shapes / "heldout")] == [s.images for s in held]
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    code, _, err = run(["shapes", str(other)], capsys)
+    code, _, err = run_cli(["shapes", str(other)], capsys)
     assert code == 1 and "was not written by 'syphus shapes'" in err and len(err.strip().splitlines()) == 1
     assert (other / "notes.txt").read_text() == "keep me"
 
@@ -128,7 +120,7 @@ def test_layout_errors_name_the_file(shapes, tmp_path, capsys):
     (lone / "SHAPES.parquet").write_bytes((shapes / "heldout" / "SHAPES.parquet").read_bytes())
     with pytest.raises(Exception, match=f"record '{first}': image 'NOT_THERE' is not in the images parquet"):
         list(bench.read(ins))
-    code, _, err = run(
+    code, _, err = run_cli(
         ["eval", "--model", "x", "--bench", "mimicit", "--data", str(ins), "--out", str(tmp_path / "o")],
         capsys,
     )
@@ -137,7 +129,7 @@ def test_layout_errors_name_the_file(shapes, tmp_path, capsys):
 
 def test_a_saved_otter_through_syphus_eval(shapes, otter_dir, tmp_path, capsys):
     out = tmp_path / "results"
-    code, stdout, err = run(
+    code, stdout, err = run_cli(
         ["eval", "--model", str(otter_dir), "--bench", "mimicit", "--data",
          str(shapes / "heldout" / "SHAPES_instructions.json"), "--out", str(out), "--no-progress"], capsys,
     )  # fmt: skip
