@@ -141,19 +141,17 @@ class EndpointEvalModel:
     def generate(self, batch: Batch, *, max_new_tokens: int) -> list[str]:
         from dataclasses import replace
 
-        from syphus.engine.ask import Prompt, ask
+        from syphus.engine.ask import Prompt
         from syphus.engine.images import with_images
 
-        opts = self.budget.options(replace(self.opts, temperature=0.0, max_tokens=max_new_tokens))
+        opts = replace(self.opts, temperature=0.0, max_tokens=max_new_tokens)
         prompts = []
         for text, images in batch:
             messages = [{"role": "user", "content": text}]
             if images:
                 messages = with_images(messages, [self.images.part_from_bytes(b) for b in images])
             prompts.append(Prompt(key_extra="eval:model", messages=messages, task=self.task))
-        result = ask(prompts, store=self.store, opts=opts, images=self.images)
-        self.budget.add(result)
-        _check_spent(result, "the model under test")
+        result = self.budget.ask(prompts, self.store, opts, who="the model under test", images=self.images)
         out = []
         for reply in result.replies:
             if reply.text is None:
@@ -169,26 +167,22 @@ class Budget:
         self.max_cost = max_cost
         self.spent = 0.0
 
-    def options(self, opts: GenerateOptions) -> GenerateOptions:
+    def ask(self, prompts: list, store: Path, opts: GenerateOptions, *, who: str, images=None):
+        """``ask`` with what is left of the budget as its ``--max-cost``; what it spent is counted,
+        and a run the budget stopped is one error naming ``who`` was being asked."""
         from dataclasses import replace
 
-        if self.max_cost is None:
-            return opts
-        return replace(opts, max_cost=max(0.0, self.max_cost - self.spent))
+        from syphus.engine.ask import ask
 
-    def add(self, result) -> None:
-        self.spent += float(_summary(result).get("cost_usd", 0.0) or 0.0)
-
-
-def _summary(result) -> dict:
-    return getattr(result, "stats", None) or getattr(result, "summary", None) or {}
-
-
-def _check_spent(result, who: str) -> None:
-    if _summary(result).get("status") == "budget":
-        raise SyphusError(
-            f"--max-cost reached while asking {who}; answered requests are kept: raise --max-cost and rerun"
-        )
+        if self.max_cost is not None:
+            opts = replace(opts, max_cost=max(0.0, self.max_cost - self.spent))
+        result = ask(prompts, store=store, opts=opts, images=images)
+        self.spent += float(result.summary.get("cost_usd", 0.0) or 0.0)
+        if result.status == "budget":
+            raise SyphusError(
+                f"--max-cost reached while asking {who}; answered requests are kept: raise --max-cost and rerun"
+            )
+        return result
 
 
 class AskJudge:
@@ -217,20 +211,18 @@ class AskJudge:
     def __call__(self, items: list[tuple[str, list[dict]]]) -> list[str | None]:
         from dataclasses import replace
 
-        from syphus.engine.ask import Prompt, ask
+        from syphus.engine.ask import Prompt
 
         if not items:
             return []
-        opts = self.budget.options(replace(self.opts, model=self.model, temperature=0.0))
+        opts = replace(self.opts, model=self.model, temperature=0.0)
         prompts = [
             Prompt(key_extra="eval:judge", messages=m, source_id=sid, task=self.task) for sid, m in items
         ]
         for _, m in items:
             self.digest.update(json.dumps(m, sort_keys=True, ensure_ascii=False).encode())
         self.requests += len(items)
-        result = ask(prompts, store=self.store, opts=opts)
-        self.budget.add(result)
-        _check_spent(result, f"the judge {self.model}")
+        result = self.budget.ask(prompts, self.store, opts, who=f"the judge {self.model}")
         return [r.text for r in result.replies]
 
     def begin(self) -> None:
